@@ -1,0 +1,1 @@
+"""perf-platform: nightly performance measurement for a fleet of Python services."""

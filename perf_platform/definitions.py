@@ -1,0 +1,7 @@
+"""The Dagster code location: every area's definitions, with the resources they share."""
+
+import dagster as dg
+
+from perf_platform.defs import resources
+
+defs = dg.Definitions.merge(resources.defs)
