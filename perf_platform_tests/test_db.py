@@ -3,9 +3,18 @@ import sys
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from perf_platform import tables
-from perf_platform.db import DatabaseError, current_revision, ensure_schema, make_engine
+from perf_platform.db import (
+    DatabaseError,
+    alembic_config,
+    current_revision,
+    ensure_schema,
+    make_engine,
+)
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _table_names(engine: sa.Engine) -> set[str]:
@@ -16,7 +25,7 @@ def test_migrations_create_both_tables_on_sqlite(sqlite_url):
     engine = make_engine(sqlite_url)
 
     assert {"score_benchmarks", "signals", "alembic_version"} <= _table_names(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
 
 
 def test_migrations_create_both_tables_on_postgres(postgres_engine):
@@ -38,7 +47,7 @@ def test_a_second_migration_run_changes_nothing(backend, sqlite_url, postgres_ur
 
     after = sa.inspect(engine).get_indexes("signals"), _table_names(engine)
     assert after == before
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
 
 
 def test_the_migrations_match_the_table_definitions(postgres_engine):
@@ -111,4 +120,4 @@ def test_cli_migrate_prints_the_revision(sqlite_url):
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("schema at revision 0001 on sqlite:///")
+    assert result.stdout.startswith(f"schema at revision {HEAD} on sqlite:///")
