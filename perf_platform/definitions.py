@@ -3,5 +3,6 @@
 import dagster as dg
 
 from perf_platform.defs import resources
+from perf_platform.defs.benchmarks import definitions as benchmarks
 
-defs = dg.Definitions.merge(resources.defs)
+defs = dg.Definitions.merge(resources.defs, benchmarks.defs)

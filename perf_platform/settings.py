@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     dagster_home: Path | None = None
     log_level: str = "INFO"
     prometheus_multiproc_dir: Path | None = None
+    benchmark_schedule_cron: str = Field(
+        default="0 2 * * *", description="When the nightly benchmark runs, in UTC (cron syntax)."
+    )
 
     # Where the test suite finds its servers; each run makes its own database and key prefix.
     test_postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"

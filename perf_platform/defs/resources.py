@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from perf_platform.db import make_engine
@@ -42,14 +42,25 @@ class BenchmarkStoreResource(dg.ConfigurableResource):
 
     database_url: str | None = Field(default=None, description="SQLAlchemy URL")
 
+    _engine: Engine | None = PrivateAttr(default=None)
+
     def engine(self) -> Engine:
-        return make_engine(self.database_url)
+        """One migrated engine for the whole step, made on first use."""
+        if self._engine is None:
+            self._engine = make_engine(self.database_url)
+        return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 defs = dg.Definitions(
+    # Steps run one at a time, each in a process of its own: measurements must not share the CPU.
+    executor=dg.multiprocess_executor.configured({"max_concurrent": 1}),
     resources={
         "scoring_service": ServiceResource(app_factory="services.scoring.app:create_app"),
         "analytics_service": ServiceResource(app_factory="services.analytics.app:create_app"),
         "benchmark_store": BenchmarkStoreResource(),
-    }
+    },
 )
