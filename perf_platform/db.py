@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from perf_platform.logs import redact_url
+from perf_platform.metrics import instrument_pool
 from perf_platform.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,18 @@ def display_url(url: str | URL) -> str:
 
 
 def make_engine(
-    url: str | URL | None = None, *, pool_size: int | None = None, migrate: bool = True
+    url: str | URL | None = None,
+    *,
+    pool_size: int | None = None,
+    migrate: bool = True,
+    service: str | None = None,
 ) -> Engine:
     """An engine on `url` (PERF_PLATFORM_DATABASE_URL by default), checked and migrated.
 
-    The pool holds DB_POOL_SIZE connections unless `pool_size` says otherwise. Raises
-    DatabaseError with one readable line when the database cannot be reached.
+    The pool holds DB_POOL_SIZE connections unless `pool_size` says otherwise. A service names
+    itself in `service`, and its pool shows on /metrics as `db_pool_size` and `db_pool_in_use`
+    with that label. Raises DatabaseError with one readable line when the database cannot be
+    reached.
     """
     settings = get_settings()
     parsed = normalize_url(url or settings.database_url)
@@ -66,6 +73,8 @@ def make_engine(
     check_connection(engine)
     if migrate:
         ensure_schema(engine)
+    if service is not None:
+        instrument_pool(engine, service)
     return engine
 
 

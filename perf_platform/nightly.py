@@ -29,7 +29,7 @@ def run_everything(
     elapsed = time.perf_counter() - started
 
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.materialization
         summary = materialization.metadata.get("summary") if materialization else None
         if summary is not None:
             print(f"== {materialization.asset_key.to_user_string()}")

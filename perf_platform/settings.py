@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,11 +27,105 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1, le=200)
     score_cache_ttl: int = Field(default=300, ge=1, description="Seconds a cached score lives.")
     gpu_slots: int = Field(default=1, ge=1)
+    # Redis key naming the GPU slot semaphore; hosts sharing GPUs share it, tests use their own.
+    gpu_slot_key: str = Field(default="perf-platform:gpu-slots", min_length=1)
     dagster_home: Path | None = None
     log_level: str = "INFO"
     prometheus_multiproc_dir: Path | None = None
     benchmark_schedule_cron: str = Field(
         default="0 2 * * *", description="When the nightly benchmark runs, in UTC (cron syntax)."
+    )
+
+    # The API gateway (services/gateway): where its upstreams live and how long it waits for them.
+    gateway_scoring_url: str = Field(
+        default="http://127.0.0.1:8001", description="Base URL of the scoring service."
+    )
+    gateway_analytics_url: str = Field(
+        default="http://127.0.0.1:8002", description="Base URL of the analytics service."
+    )
+    gateway_upstream_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for an upstream answer (read, write, pool)."
+    )
+    gateway_connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Longest wait for a TCP connection to an upstream."
+    )
+    gateway_cache_control: str = Field(
+        default="no-cache",
+        description="Cache-Control of successful tRPC queries; no-cache makes clients revalidate.",
+    )
+
+    # Signal ingestion (services/signal_ingestion): batch limits, Celery queues and redelivery.
+    signal_batch_max_items: int = Field(
+        default=1000, ge=1, description="Most signals one POST /signals may carry (else 413)."
+    )
+    signal_batch_max_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest POST /signals body in bytes (else 413)."
+    )
+    signal_queue: str = Field(
+        default="signals",
+        min_length=1,
+        description="Celery queue of batches waiting to be written.",
+    )
+    signal_gpu_queue: str = Field(
+        default="signals-gpu", min_length=1, description="Celery queue of GPU-bound enrichments."
+    )
+    celery_visibility_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Seconds before a task taken but never acknowledged (its worker died) is "
+        "handed out again; keep it longer than the slowest task, retry waits included.",
+    )
+    celery_global_keyprefix: str = Field(
+        default="", description="Prefix of every Redis key Celery uses, to share one database."
+    )
+    signal_worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Celery worker's own /metrics and /healthz; unset serves none.",
+    )
+    # Tests only: hold each batch this long at this point, so a worker can be killed mid-batch.
+    signal_batch_pause_seconds: float = Field(default=0.0, ge=0)
+    signal_batch_pause_at: Literal["before_commit", "after_commit"] = "before_commit"
+
+    # Request profiling (perf_platform.profiling): request logs, slow requests, latency report.
+    request_log_dir: Path = Field(
+        default=DATA_DIR / "request_logs",
+        description="Folder of the request logs, one JSON-lines file per service.",
+    )
+    slow_request_ms: float = Field(
+        default=1000.0, gt=0, description="Requests slower than this get a warning log line."
+    )
+    profiling_excluded_paths: tuple[str, ...] = Field(
+        default=("/metrics", "/healthz"),
+        description="Paths add_profiling leaves untimed and unlogged (a JSON list in the env).",
+    )
+    latency_p95_threshold_ms: float = Field(
+        default=500.0, gt=0, description="The latency report warns about routes whose p95 is over."
+    )
+    profile_dir: Path = Field(
+        default=DATA_DIR / "profiles", description="Where profile captures keep their .prof files."
+    )
+
+    # The scoring service (services/scoring): what an uncached score costs, and its cache.
+    score_model_iterations: int = Field(
+        default=200,
+        ge=1,
+        le=1_000_000,
+        description="Steps of the scoring model per computed score (tens of us each; the "
+        "default costs several ms); part of the cache key, as it changes the score.",
+    )
+    score_cache_enabled: bool = Field(
+        default=True, description="false: every score is computed and answered X-Cache: miss."
+    )
+    score_cache_prefix: str = Field(
+        default="perf-platform:score:", description="Prefix of the score cache's Redis keys."
+    )
+    score_cache_timeout_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Longest wait for Redis before a score is computed without the cache.",
     )
 
     # Where the test suite finds its servers; each run makes its own database and key prefix.

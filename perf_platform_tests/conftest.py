@@ -18,15 +18,21 @@ RUN_ID = uuid.uuid4().hex[:10]
 def pytest_configure(config: pytest.Config) -> None:
     # Fail the whole run at once, with the reason, when a required server is not there.
     settings = get_settings()
+    engine = sa.create_engine(normalize_url(settings.test_postgres_url))
     try:
-        with sa.create_engine(normalize_url(settings.test_postgres_url)).connect():
+        with engine.connect():
             pass
     except sa.exc.OperationalError as exc:
         pytest.exit(f"PostgreSQL at {settings.test_postgres_url} does not answer: {exc.orig}", 3)
+    finally:
+        engine.dispose()
+    client = redis.Redis.from_url(settings.test_redis_url, socket_timeout=2)
     try:
-        redis.Redis.from_url(settings.test_redis_url, socket_timeout=2).ping()
+        client.ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis at {settings.test_redis_url} does not answer: {exc}", 3)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
