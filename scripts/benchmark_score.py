@@ -1,0 +1,367 @@
+"""Measure what the score cache buys: POST /score uncached, then cached, against a floor.
+
+    python scripts/benchmark_score.py [--url URL] [--runs N] [--warmup N] [--features N] [--json]
+
+Without --url the scoring service is started in this process on a free loopback port (with the
+settings of the environment: REDIS_URL, SCORE_MODEL_ITERATIONS, ...) and stopped at the end.
+
+The uncached phase sends N inputs no one has sent before (each carries this run's random nonce),
+so every answer must be X-Cache: miss; the cached phase sends the same N inputs again, so every
+answer must be X-Cache: hit with the same score. A phase that is not what it claims raises
+PhaseCheckError (exit status 1): it is an error, not a result. The floor is GET /ping of the same
+service with the same client, one request before each cached one, so both see the same machine.
+"""
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+JSON_HEADERS = {"content-type": "application/json"}
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not measure: the service is unreachable or every request failed."""
+
+
+class PhaseCheckError(BenchmarkError):
+    """A phase was not what it claims: a miss among cached requests, a hit among uncached ones,
+    or a cached score that differs from the computed one."""
+
+
+@dataclass(frozen=True)
+class PhaseStats:
+    phase: str
+    runs: int
+    # The sum of the requests' latencies (the phase's wall time when nothing is interleaved).
+    total_seconds: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    stddev_ms: float
+    errors: int
+
+    @classmethod
+    def of(cls, phase: str, latencies_seconds: Sequence[float], errors: int) -> "PhaseStats":
+        ordered = sorted(seconds * 1000 for seconds in latencies_seconds)
+        return cls(
+            phase=phase,
+            runs=len(ordered) + errors,
+            total_seconds=math.fsum(latencies_seconds),
+            p50_ms=percentile(ordered, 50),
+            p95_ms=percentile(ordered, 95),
+            p99_ms=percentile(ordered, 99),
+            mean_ms=statistics.fmean(ordered),
+            stddev_ms=statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+            errors=errors,
+        )
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    uncached: PhaseStats
+    cached: PhaseStats
+    floor_p50_ms: float
+    # uncached total / cached total
+    speedup: float
+    cache_backend: str
+    model_version: str
+    base_url: str
+    # Everything that makes two runs comparable; base_url is left out (its port changes).
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-th percentile of sorted values, interpolating linearly between neighbours."""
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def verify_phase(phase: str, expected: str, outcomes: Sequence[str | None]) -> None:
+    """Raise PhaseCheckError unless every answered request of the phase had X-Cache `expected`."""
+    wrong = Counter(outcome for outcome in outcomes if outcome != expected)
+    if wrong:
+        seen = ", ".join(f"X-Cache: {value} x{count}" for value, count in wrong.most_common())
+        raise PhaseCheckError(
+            f"{phase} phase is not honest: {sum(wrong.values())} of {len(outcomes)} answers were "
+            f"not X-Cache: {expected} ({seen})"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
+    """Run the benchmark, print its report (or JSON) to stdout and return the result."""
+    args = _parser().parse_args(argv)
+
+    with _service(args.url) as (base_url, target):
+        result = run_benchmark(
+            base_url, runs=args.runs, warmup=args.warmup, features=args.features, target=target
+        )
+
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
+    return result
+
+
+def run_benchmark(
+    base_url: str, *, runs: int, warmup: int, features: int, target: str = "url"
+) -> BenchmarkResult:
+    """Measure the service at base_url: warm-up, uncached phase, then cached phase with floor."""
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+        info = _service_info(client, base_url)
+        nonce = random.SystemRandom().getrandbits(48)
+
+        warm_bodies = _bodies(nonce, "warmup", warmup, features)
+        for body in warm_bodies:
+            _post(client, body)
+            _post(client, body)
+            client.get("/ping")
+
+        bodies = _bodies(nonce, "measured", runs, features)
+        uncached = _Phase("uncached")
+        for body in bodies:
+            uncached.record(*_post(client, body))
+
+        cached, floor = _Phase("cached"), _Phase("floor")
+        for body in bodies:
+            floor.record(*_get(client, "/ping"))
+            cached.record(*_post(client, body))
+
+    for phase in (uncached, cached, floor):
+        phase.require_answers()
+    verify_phase("uncached", "miss", uncached.outcomes)
+    verify_phase("cached", "hit", cached.outcomes)
+    _verify_same_scores(uncached, cached)
+
+    uncached_stats, cached_stats = uncached.stats(), cached.stats()
+    return BenchmarkResult(
+        uncached=uncached_stats,
+        cached=cached_stats,
+        floor_p50_ms=floor.stats().p50_ms,
+        speedup=uncached_stats.total_seconds / cached_stats.total_seconds,
+        cache_backend=info["cache_backend"],
+        model_version=info["model_version"],
+        base_url=base_url,
+        config={
+            "runs": runs,
+            "warmup": warmup,
+            "features_per_request": features,
+            "model_version": info["model_version"],
+            "model_iterations": info["model_iterations"],
+            "cache_ttl_seconds": info["cache_ttl_seconds"],
+            "target": target,
+            "client": f"httpx {httpx.__version__}",
+            "floor": "GET /ping, interleaved with the cached phase",
+        },
+    )
+
+
+def format_report(result: BenchmarkResult) -> str:
+    """The report: the two founding lines first, then the percentiles and the ratios."""
+    uncached, cached = result.uncached, result.cached
+    lines = [
+        f"Uncached: {uncached.total_seconds:.2f}s for {uncached.runs} runs",
+        f"Cached:   {cached.total_seconds:.2f}s for {cached.runs} runs",
+        "",
+        f"{'phase':<10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'errors':>8}",
+    ]
+    for phase in (uncached, cached):
+        lines.append(
+            f"{phase.phase:<10}{phase.p50_ms:>10.3f}{phase.p95_ms:>10.3f}{phase.p99_ms:>10.3f}"
+            f"{phase.mean_ms:>10.3f}{phase.errors:>8}"
+        )
+    lines += [
+        f"{'floor':<10}{result.floor_p50_ms:>10.3f}  (GET /ping, same client, same run)",
+        "",
+        f"speedup:        {result.speedup:.1f}x (uncached total / cached total)",
+        f"cached / floor: {cached.p50_ms / result.floor_p50_ms:.2f}x (p50)",
+        f"cache backend:  {result.cache_backend}",
+        f"model:          {result.model_version}, {result.config['model_iterations']} iterations",
+        f"service:        {result.base_url} ({result.config['target']})",
+    ]
+    return "\n".join(lines)
+
+
+class _Phase:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.latencies: list[float] = []
+        self.outcomes: list[str | None] = []
+        self.scores: list[float | None] = []
+        self.errors = 0
+        self.last_error = ""
+
+    def record(self, seconds: float, response: httpx.Response | None, error: str) -> None:
+        if response is None or response.status_code != 200:
+            self.errors += 1
+            self.last_error = error or f"HTTP {response.status_code if response else '?'}"
+            self.scores.append(None)
+            return
+
+        self.latencies.append(seconds)
+        self.outcomes.append(response.headers.get("x-cache"))
+        self.scores.append(_score_of(response))
+
+    def require_answers(self) -> None:
+        if not self.latencies:
+            raise BenchmarkError(
+                f"{self.name} phase: all {self.errors} requests failed (last: {self.last_error})"
+            )
+
+    def stats(self) -> PhaseStats:
+        return PhaseStats.of(self.name, self.latencies, self.errors)
+
+
+def _score_of(response: httpx.Response) -> float | None:
+    try:
+        return float(response.json()["score"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _verify_same_scores(uncached: _Phase, cached: _Phase) -> None:
+    for index, (computed, served) in enumerate(zip(uncached.scores, cached.scores, strict=True)):
+        if computed is not None and served is not None and computed != served:
+            raise PhaseCheckError(
+                f"cached phase is not honest: request {index} was scored {computed!r} "
+                f"uncached but {served!r} from the cache"
+            )
+
+
+def _bodies(nonce: int, label: str, count: int, features: int) -> list[bytes]:
+    # Encoded before timing: the client's JSON encoding is not the service's cost.
+    rng = random.Random(f"{nonce}:{label}")
+    bodies = []
+    for index in range(count):
+        values = {f"f{n:02d}": round(rng.uniform(-3, 3), 6) for n in range(features)}
+        values["benchmark_run"] = float(nonce)
+        values["benchmark_request"] = float(index) if label == "measured" else -1.0 - index
+        body = {"entity_id": f"bench-{nonce:x}-{label}-{index}", "features": values}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+def _post(client: httpx.Client, body: bytes) -> tuple[float, httpx.Response | None, str]:
+    started = time.perf_counter()
+    try:
+        response = client.post("/score", content=body, headers=JSON_HEADERS)
+    except httpx.HTTPError as exc:
+        return time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}"
+    return time.perf_counter() - started, response, ""
+
+
+def _get(client: httpx.Client, path: str) -> tuple[float, httpx.Response | None, str]:
+    started = time.perf_counter()
+    try:
+        response = client.get(path)
+    except httpx.HTTPError as exc:
+        return time.perf_counter() - started, None, f"{type(exc).__name__}: {exc}"
+    return time.perf_counter() - started, response, ""
+
+
+def _service_info(client: httpx.Client, base_url: str) -> dict[str, Any]:
+    try:
+        response = client.get("/info")
+        response.raise_for_status()
+        info = response.json()
+        return {
+            name: info[name]
+            for name in ("model_version", "model_iterations", "cache_backend", "cache_ttl_seconds")
+        }
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise BenchmarkError(
+            f"{base_url} does not answer GET /info like the scoring service: {exc}"
+        ) from exc
+
+
+@contextmanager
+def _service(url: str | None) -> Iterator[tuple[str, str]]:
+    if url:
+        yield url.rstrip("/"), "url"
+        return
+
+    # Imported here: measuring a running instance needs none of the service's code.
+    from perf_platform.servers import serve_asgi
+    from services.scoring.app import create_app
+
+    with serve_asgi(create_app()) as base_url:
+        yield base_url, "in-process"
+
+
+def _positive(text: str) -> int:
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark_score.py",
+        description="Measure POST /score uncached and cached against a trivial endpoint.",
+    )
+    parser.add_argument(
+        "--url", help="base URL of a running scoring service (default: start one in-process)"
+    )
+    parser.add_argument(
+        "--runs", type=_positive, default=100, help="requests in each phase (default 100)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_count,
+        default=10,
+        help="uncounted misses, hits and pings before measuring (default 10)",
+    )
+    parser.add_argument(
+        "--features", type=_positive, default=8, help="features in each request (default 8)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The command line: 0 measured, 1 could not measure honestly, 2 bad arguments."""
+    try:
+        main(argv)
+    except PhaseCheckError as exc:
+        print(f"benchmark_score: phase check failed: {exc}", file=sys.stderr)
+        return 1
+    except BenchmarkError as exc:
+        print(f"benchmark_score: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
