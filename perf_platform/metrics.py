@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
@@ -77,25 +79,42 @@ def multiprocess_dir() -> Path | None:
     return directory
 
 
-def metrics_payload() -> tuple[bytes, str]:
-    """The current scrape: body and content type, merged over the workers when there are several."""
+def metrics_payload(extra: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """The current scrape: body and content type, merged over the workers when there are several.
+
+    `extra` holds collectors of one app's own that are read at scrape time (values that are the
+    same whichever worker answers); they are appended as they are.
+    """
     directory = multiprocess_dir()
     if directory is None:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(REGISTRY)
+    else:
+        # A fresh registry per scrape: the collector reads the files as they are now.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))
+        body = generate_latest(registry)
 
-    # A fresh registry per scrape: the collector reads the files as they are now.
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(directory))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    if extra is not None:
+        body += generate_latest(extra)
+    return body, CONTENT_TYPE_LATEST
 
 
-def add_metrics_endpoint(app: Any) -> Any:
-    """Serve GET /metrics on a FastAPI/Starlette or Flask app."""
+def add_metrics_endpoint(app: Any, *, collectors: Iterable[Collector] = ()) -> Any:
+    """Serve GET /metrics on a FastAPI/Starlette or Flask app.
+
+    `collectors` are evaluated at every scrape, alongside the process's (or workers') metrics.
+    """
+    extra = None
+    if collectors:
+        extra = CollectorRegistry(auto_describe=True)
+        for collector in collectors:
+            extra.register(collector)
+
     if hasattr(app, "wsgi_app"):
         from flask import Response as FlaskResponse
 
         def flask_metrics() -> FlaskResponse:
-            body, content_type = metrics_payload()
+            body, content_type = metrics_payload(extra)
             return FlaskResponse(body, content_type=content_type)
 
         app.add_url_rule("/metrics", "metrics", flask_metrics, methods=["GET"])
@@ -105,7 +124,7 @@ def add_metrics_endpoint(app: Any) -> Any:
 
         async def starlette_metrics(_request: Any) -> Response:
             # Merging the workers' files is file I/O: keep it off the event loop.
-            body, content_type = await run_in_threadpool(metrics_payload)
+            body, content_type = await run_in_threadpool(metrics_payload, extra)
             return Response(body, media_type=content_type)
 
         app.add_route("/metrics", starlette_metrics, methods=["GET"], include_in_schema=False)

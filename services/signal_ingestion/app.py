@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -132,12 +131,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     add_profiling(app, service="signal_ingestion")
-    add_metrics_endpoint(app)
+    # The queue lengths are read from Redis at each scrape, the same whichever worker answers.
+    queue_lengths = []
     if settings.redis_url:
-        collector = CeleryQueueLengthCollector(
-            settings.redis_url, queue_names(settings), transport_options(settings)
+        queue_lengths.append(
+            CeleryQueueLengthCollector(
+                settings.redis_url, queue_names(settings), transport_options(settings)
+            )
         )
-        _add_to_scrape(app, collector)
+    add_metrics_endpoint(app, collectors=queue_lengths)
     return app
 
 
@@ -169,19 +171,3 @@ def _refusal(
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _add_to_scrape(app: Flask, collector: CeleryQueueLengthCollector) -> None:
-    # The queue lengths are read from Redis per scrape, the same whichever gunicorn worker
-    # answers, so they come from a registry of this app's own, appended to the shared scrape;
-    # in multiprocess mode that scrape is built from the workers' files and would not hold them.
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(collector)
-    shared_view = app.view_functions["metrics"]
-
-    def metrics_with_queue_lengths() -> Response:
-        response: Response = shared_view()
-        response.set_data(response.get_data() + generate_latest(registry))
-        return response
-
-    app.view_functions["metrics"] = metrics_with_queue_lengths
