@@ -15,14 +15,15 @@ from typing import Any
 import kombu.exceptions
 import sqlalchemy as sa
 from celery import Task
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
 from flask import Flask, Response, jsonify
+from prometheus_client import multiprocess
 from sqlalchemy.engine import Engine
 from werkzeug.serving import make_server
 
 from perf_platform.db import DatabaseError, make_engine
 from perf_platform.logs import configure_logging
-from perf_platform.metrics import add_metrics_endpoint, instrument_pool
+from perf_platform.metrics import add_metrics_endpoint, instrument_pool, multiprocess_dir
 from perf_platform.settings import get_settings
 from perf_platform.tasks import GpuSlotError
 from services.signal_ingestion import enrichment, store
@@ -54,6 +55,15 @@ def _serve_metrics(**_kwargs: Any) -> None:
     port = get_settings().signal_worker_metrics_port
     if port is not None:
         serve_worker_metrics(port)
+
+
+@worker_process_shutdown.connect
+def _forget_process_metrics(pid: int | None = None, **_kwargs: Any) -> None:
+    # A pool process that exits stops counting in the live gauges (gunicorn's child_exit, for
+    # Celery). One killed outright keeps its samples until the worker restarts.
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid or os.getpid(), str(directory))
 
 
 def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> None:
