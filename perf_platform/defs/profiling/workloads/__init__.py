@@ -1,0 +1,1 @@
+"""Workloads the profile captures run, each a module runnable with `python -m`."""
