@@ -52,4 +52,9 @@ signals = sa.Table(
         "ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.UniqueConstraint("signal_id", name="uq_signals_signal_id"),
+    # The analytics queries' filters and groupings (migration 0002); `value` rides along on
+    # PostgreSQL so aggregates over an index range need not visit the table.
+    sa.Index("ix_signals_ts", "ts", postgresql_include=["value"]),
+    sa.Index("ix_signals_source_ts", "source", "ts", postgresql_include=["value"]),
+    sa.Index("ix_signals_name_ts", "name", "ts", postgresql_include=["value"]),
 )
