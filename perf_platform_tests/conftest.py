@@ -1,7 +1,11 @@
 """Fixtures every test may use: the real PostgreSQL and Redis, each run isolated from others."""
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,9 +17,19 @@ from perf_platform.settings import get_settings
 from perf_platform_tests.servers import RedisServer
 
 RUN_ID = uuid.uuid4().hex[:10]
+SCRATCH = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # What the services write while the tests run (request logs, profiles, the embedded SQLite
+    # database) goes to a folder of this run's own, never into data/, which `make run` reads.
+    scratch = Path(tempfile.mkdtemp(prefix=f"perf-platform-tests-{RUN_ID}-"))
+    config.stash[SCRATCH] = scratch
+    os.environ.setdefault("REQUEST_LOG_DIR", str(scratch / "request_logs"))
+    os.environ.setdefault("PROFILE_DIR", str(scratch / "profiles"))
+    os.environ.setdefault("PERF_PLATFORM_DATABASE_URL", f"sqlite:///{scratch / 'perf_platform.db'}")
+    get_settings.cache_clear()
+
     # Fail the whole run at once, with the reason, when a required server is not there.
     settings = get_settings()
     engine = sa.create_engine(normalize_url(settings.test_postgres_url))
@@ -33,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"Redis at {settings.test_redis_url} does not answer: {exc}", 3)
     finally:
         client.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scratch = config.stash.get(SCRATCH, None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
