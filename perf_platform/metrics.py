@@ -249,6 +249,14 @@ def instrument_pool(engine: Engine, service: str) -> Engine:
     return engine
 
 
+def forget_pool(engine: Engine) -> None:
+    """Stop counting the engine's pool: for a service shutting down its engine for good."""
+    with _services_lock:
+        watch = _watched_engines.pop(engine, None)
+    if watch is not None:
+        watch.forget()
+
+
 def pool_capacity(pool: Pool) -> int:
     """How many connections the pool holds at most when none overflow (0 when it has no limit)."""
     size = getattr(pool, "size", 0)

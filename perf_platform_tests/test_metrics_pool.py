@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from perf_platform.db import make_engine
-from perf_platform.metrics import instrument_pool, metrics_payload
+from perf_platform.metrics import forget_pool, instrument_pool, metrics_payload
 from perf_platform.settings import get_settings
 
 
@@ -224,3 +224,17 @@ def test_an_engine_without_a_service_exports_no_pool_gauges(postgres_url):
         line for line in before.decode().splitlines() if line.startswith("db_pool_")
     ]
     engine.dispose()
+
+
+def test_a_forgotten_pool_stops_counting(postgres_url, service):
+    engine = make_engine(postgres_url, pool_size=3, service=service)
+    held = engine.connect()
+    before = (scraped("db_pool_size", service), scraped("db_pool_in_use", service))
+
+    forget_pool(engine)
+    after = (scraped("db_pool_size", service), scraped("db_pool_in_use", service))
+
+    held.close()
+    engine.dispose()
+    assert before == (3, 1)
+    assert after == (0, 0)
