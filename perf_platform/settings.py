@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         le=10,
         description="Longest wait for Redis before a score is computed without the cache.",
     )
+    # The near tier: hits served from this process without a Redis round trip.
+    score_near_cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000_000,
+        description="Scores each process keeps in front of Redis (least recently used go "
+        "first); 0 turns the near tier off. Unused without REDIS_URL.",
+    )
 
     # Where the test suite finds its servers; each run makes its own database and key prefix.
     test_postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"

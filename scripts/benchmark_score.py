@@ -10,6 +10,11 @@ so every answer must be X-Cache: miss; the cached phase sends the same N inputs 
 answer must be X-Cache: hit with the same score. A phase that is not what it claims raises
 PhaseCheckError (exit status 1): it is an error, not a result. The floor is GET /ping of the same
 service with the same client, one request before each cached one, so both see the same machine.
+
+The cache backend is the service's own word for it (GET /info): "redis+near" is Redis with a near
+tier in each process in front of it, and the cached phase's hits are then near hits (the inputs
+were computed by the same process); SCORE_NEAR_CACHE_ENTRIES=0 measures Redis alone. Which tier
+served the cached phase is read from the service's /metrics (score_cache_hits_total{tier}).
 """
 
 import argparse
@@ -26,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 JSON_HEADERS = {"content-type": "application/json"}
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -76,7 +82,12 @@ class BenchmarkResult:
     floor_p50_ms: float
     # uncached total / cached total
     speedup: float
+    # uncached p50 / cached p50: what a typical request gains, less swayed by a few slow ones
+    speedup_p50: float
     cache_backend: str
+    # Hits the service counted during the cached phase by tier ("near", "far"), other clients'
+    # included; None when its /metrics does not say.
+    cached_hits_by_tier: dict[str, int] | None
     model_version: str
     base_url: str
     # Everything that makes two runs comparable; base_url is left out (its port changes).
@@ -140,9 +151,11 @@ def run_benchmark(
             uncached.record(*_post(client, body))
 
         cached, floor = _Phase("cached"), _Phase("floor")
+        hits_before = _hits_by_tier(client)
         for body in bodies:
             floor.record(*_get(client, "/ping"))
             cached.record(*_post(client, body))
+        hits_after = _hits_by_tier(client)
 
     for phase in (uncached, cached, floor):
         phase.require_answers()
@@ -156,7 +169,9 @@ def run_benchmark(
         cached=cached_stats,
         floor_p50_ms=floor.stats().p50_ms,
         speedup=uncached_stats.total_seconds / cached_stats.total_seconds,
+        speedup_p50=uncached_stats.p50_ms / cached_stats.p50_ms,
         cache_backend=info["cache_backend"],
+        cached_hits_by_tier=_difference(hits_before, hits_after),
         model_version=info["model_version"],
         base_url=base_url,
         config={
@@ -166,6 +181,7 @@ def run_benchmark(
             "model_version": info["model_version"],
             "model_iterations": info["model_iterations"],
             "cache_ttl_seconds": info["cache_ttl_seconds"],
+            "near_cache_entries": info["near_cache_entries"],
             "target": target,
             "client": f"httpx {httpx.__version__}",
             "floor": "GET /ping, interleaved with the cached phase",
@@ -190,9 +206,10 @@ def format_report(result: BenchmarkResult) -> str:
     lines += [
         f"{'floor':<10}{result.floor_p50_ms:>10.3f}  (GET /ping, same client, same run)",
         "",
-        f"speedup:        {result.speedup:.1f}x (uncached total / cached total)",
+        f"speedup:        {result.speedup:.1f}x (uncached total / cached total), "
+        f"{result.speedup_p50:.1f}x at p50",
         f"cached / floor: {cached.p50_ms / result.floor_p50_ms:.2f}x (p50)",
-        f"cache backend:  {result.cache_backend}",
+        f"cache backend:  {result.cache_backend}{_near_note(result)}",
         f"model:          {result.model_version}, {result.config['model_iterations']} iterations",
         f"service:        {result.base_url} ({result.config['target']})",
     ]
@@ -276,15 +293,54 @@ def _get(client: httpx.Client, path: str) -> tuple[float, httpx.Response | None,
     return time.perf_counter() - started, response, ""
 
 
+def _near_note(result: BenchmarkResult) -> str:
+    notes = []
+    if result.config["near_cache_entries"]:
+        notes.append(f"near tier of {result.config['near_cache_entries']} entries")
+    if result.cached_hits_by_tier is not None:
+        by_tier = ", ".join(f"{tier} {n}" for tier, n in sorted(result.cached_hits_by_tier.items()))
+        notes.append(f"cached phase hits: {by_tier or 'none counted'}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _hits_by_tier(client: httpx.Client) -> dict[str, float] | None:
+    """The service's score_cache_hits_total by tier, or None when /metrics does not have it."""
+    try:
+        response = client.get("/metrics")
+        response.raise_for_status()
+        families = list(text_string_to_metric_families(response.text))
+    except (httpx.HTTPError, ValueError):
+        return None
+
+    hits: dict[str, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "score_cache_hits_total" and "tier" in sample.labels:
+                tier = sample.labels["tier"]
+                hits[tier] = hits.get(tier, 0.0) + sample.value
+    return hits or None
+
+
+def _difference(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    return {tier: round(after[tier] - before.get(tier, 0.0)) for tier in after}
+
+
 def _service_info(client: httpx.Client, base_url: str) -> dict[str, Any]:
     try:
         response = client.get("/info")
         response.raise_for_status()
         info = response.json()
-        return {
+        described = {
             name: info[name]
             for name in ("model_version", "model_iterations", "cache_backend", "cache_ttl_seconds")
         }
+        # Older services had no near tier and do not say so.
+        described["near_cache_entries"] = int(info.get("near_cache_entries", 0))
+        return described
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise BenchmarkError(
             f"{base_url} does not answer GET /info like the scoring service: {exc}"

@@ -63,12 +63,17 @@ def test_the_json_has_every_promised_field(bench_env, capsys):
     assert printed["speedup"] == pytest.approx(
         printed["uncached"]["total_seconds"] / printed["cached"]["total_seconds"]
     )
-    assert printed["cache_backend"] == "redis"
+    assert printed["speedup_p50"] == pytest.approx(
+        printed["uncached"]["p50_ms"] / printed["cached"]["p50_ms"]
+    )
+    assert printed["cache_backend"] == "redis+near"
+    assert printed["cached_hits_by_tier"] == {"near": 5, "far": 0}
     assert printed["model_version"] == MODEL_VERSION
     assert printed["base_url"].startswith("http://127.0.0.1:")
     assert printed["config"]["runs"] == 5
     assert printed["config"]["warmup"] == 1
     assert printed["config"]["model_iterations"] == int(ITERATIONS)
+    assert printed["config"]["near_cache_entries"] == 10_000
     assert printed["config"]["target"] == "in-process"
     assert "base_url" not in printed["config"]
 
@@ -81,8 +86,24 @@ def test_the_report_begins_with_the_founding_lines(bench_env, capsys):
     assert re.fullmatch(r"Cached:   \d+\.\d\ds for 5 runs", lines[1])
     assert lines[0] == f"Uncached: {result.uncached.total_seconds:.2f}s for 5 runs"
     report = "\n".join(lines)
-    for words in ("p50 ms", "p95 ms", "p99 ms", "floor", "speedup:", "cache backend:  redis"):
+    for words in ("p50 ms", "p95 ms", "p99 ms", "floor", "speedup:", "x at p50"):
         assert words in report
+    assert (
+        "cache backend:  redis+near (near tier of 10000 entries; cached phase hits: far 0, near 5)"
+        in lines
+    )
+
+
+def test_with_the_near_tier_off_the_cached_phase_measures_redis(bench_env, monkeypatch, capsys):
+    monkeypatch.setenv("SCORE_NEAR_CACHE_ENTRIES", "0")
+    get_settings.cache_clear()
+
+    result = main(SMALL)
+
+    assert result.cache_backend == "redis"
+    assert result.config["near_cache_entries"] == 0
+    assert result.cached_hits_by_tier == {"near": 0, "far": 5}
+    assert "cache backend:  redis (cached phase hits: far 5, near 0)" in capsys.readouterr().out
 
 
 def test_without_redis_url_the_in_process_service_uses_the_memory_cache(
@@ -94,7 +115,9 @@ def test_without_redis_url_the_in_process_service_uses_the_memory_cache(
     result = main(SMALL)
 
     assert result.cache_backend == "memory"
-    assert "cache backend:  memory" in capsys.readouterr().out
+    assert result.config["near_cache_entries"] == 0
+    assert result.cached_hits_by_tier == {"near": 5, "far": 0}
+    assert "cache backend:  memory (cached phase hits: far 0, near 5)" in capsys.readouterr().out
 
 
 def test_url_measures_a_running_instance(redis_url, redis_prefix, capsys):

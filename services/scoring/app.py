@@ -1,8 +1,9 @@
 """The scoring service: POST /score, from the score cache when it has the answer.
 
 Run it with `uvicorn --factory services.scoring.app:create_app` or `python -m services.scoring`
-(which also sets up the log). REDIS_URL selects the shared cache; unset, scores are cached in the
-process, and the log says so at startup.
+(which also sets up the log). REDIS_URL selects the shared cache, with a near tier of
+SCORE_NEAR_CACHE_ENTRIES recent scores in each process in front of it ("redis+near"); without
+REDIS_URL, scores are cached in the process, and the log says so at startup.
 """
 
 import json
@@ -54,6 +55,14 @@ def make_cache(settings: Settings) -> ScoreCache | None:
     return MemoryScoreCache()
 
 
+def make_near_cache(settings: Settings) -> MemoryScoreCache | None:
+    """The near tier in front of Redis, or None: without Redis the cache is near already."""
+    entries = settings.score_near_cache_entries
+    if not (settings.score_cache_enabled and settings.redis_url and entries > 0):
+        return None
+    return MemoryScoreCache(max_entries=entries)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new scoring service with its own cache client; nothing is shared between apps."""
     settings = settings or get_settings()
@@ -63,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         iterations=settings.score_model_iterations,
         ttl_seconds=settings.score_cache_ttl,
         key_prefix=settings.score_cache_prefix,
+        near=make_near_cache(settings),
     )
     info = _describe(scorer)
 
@@ -74,10 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await scorer.cache.open()
         log.info(
             "event=scoring_started model_version=%s model_iterations=%d cache_backend=%s "
-            "cache_ttl_seconds=%d cache_prefix=%s",
+            "near_cache_entries=%d cache_ttl_seconds=%d cache_prefix=%s",
             scorer.model_version,
             scorer.iterations,
             info["cache_backend"],
+            info["near_cache_entries"],
             scorer.ttl_seconds,
             scorer.key_prefix,
         )
@@ -147,11 +158,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _describe(scorer: Scorer) -> dict[str, Any]:
+    backend = scorer.cache.backend if scorer.cache is not None else "none"
     return {
         "service": "scoring",
         "model_version": scorer.model_version,
         "model_iterations": scorer.iterations,
-        "cache_backend": scorer.cache.backend if scorer.cache is not None else "none",
+        # "redis+near": Redis with this process's near tier in front of it.
+        "cache_backend": f"{backend}+near" if scorer.near is not None else backend,
+        "near_cache_entries": scorer.near.max_entries if scorer.near is not None else 0,
         "cache_ttl_seconds": scorer.ttl_seconds,
         "cache_prefix": scorer.key_prefix,
     }

@@ -1,8 +1,9 @@
 """The score cache: the key of an input, and the two places a score can be kept.
 
-RedisScoreCache is shared by every replica; MemoryScoreCache lives in one process and is what the
-service uses when REDIS_URL is unset. Both raise CacheUnavailable when they cannot answer, and the
-caller computes the score instead.
+RedisScoreCache is shared by every replica (the far tier); MemoryScoreCache lives in one process
+(the near tier): it is the whole cache when REDIS_URL is unset, and a bounded copy of recent scores
+in front of Redis otherwise. Both raise CacheUnavailable when they cannot answer, and the caller
+computes the score instead.
 """
 
 import hashlib
@@ -28,11 +29,15 @@ class CacheUnavailable(Exception):
     """The cache could not be read or written just now; the score must be computed."""
 
 
+# What json.dumps(..., separators=(",", ":")) uses, built once: dumps builds one per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def canonical_features(features: Mapping[str, float]) -> bytes:
     """The features as bytes that depend neither on key order nor on how a number was written."""
     # float() makes 1 and 1.0 one value and + 0.0 makes -0.0 and 0.0 one; repr is exact.
     pairs = sorted((name, float(value) + 0.0) for name, value in features.items())
-    return json.dumps(pairs, separators=(",", ":")).encode()
+    return _COMPACT_JSON.encode(pairs).encode()
 
 
 def cache_key(features: Mapping[str, float], *, model_id: str, prefix: str) -> str:
@@ -41,10 +46,34 @@ def cache_key(features: Mapping[str, float], *, model_id: str, prefix: str) -> s
     return f"{prefix}{model_id}:{digest}"
 
 
+# GET and PTTL in one round trip, and atomically: the TTL is the one of the value read. Measured
+# here (redis.asyncio, interleaved, p50): GET 130 us, this script 158 us, a redis-py pipeline of
+# GET and PTTL 192 us. Only a near-tier miss pays for it; without the near tier a plain GET does.
+_GET_WITH_PTTL = """
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+return {value, redis.call('PTTL', KEYS[1])}
+"""
+
+
+def _parse_score(key: str, raw: bytes) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        log.warning("event=score_cache_bad_value key=%s value=%.40r", key, raw)
+        return None
+
+
 class ScoreCache(Protocol):
     backend: str
+    # Where its hits come from, as counted: "near" (this process) or "far" (shared by replicas).
+    tier: str
 
     async def get(self, key: str) -> float | None: ...
+
+    async def get_with_ttl(self, key: str) -> tuple[float, float | None] | None:
+        """The score and the seconds it still lives (None: it does not expire), or None."""
+        ...
 
     async def set(self, key: str, score: float, ttl_seconds: int) -> None: ...
 
@@ -54,34 +83,72 @@ class ScoreCache(Protocol):
 
 
 class MemoryScoreCache:
-    """Scores kept in this process, each for its TTL; the oldest go first when it is full."""
+    """Scores kept in this process, each until its own expiry; when it is full, the least
+    recently used go first. Lookups also exist without await, so a near hit costs no task switch.
+    """
 
     backend = "memory"
+    tier = "near"
 
     def __init__(
         self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, not {max_entries}")
         self.max_entries = max_entries
-        self._clock = clock
-        # Every entry has the same TTL, so write order is expiry order.
+        self.clock = clock
+        # key -> (expires_at, score), least recently used first; expired entries go when read.
         self._entries: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    async def get(self, key: str) -> float | None:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, key: str) -> float | None:
+        """The score if it is here and has not expired; a found entry becomes the most recent."""
         entry = self._entries.get(key)
         if entry is None:
             return None
 
         expires_at, score = entry
-        if expires_at <= self._clock():
+        if expires_at <= self.clock():
             del self._entries[key]
             return None
+        self._entries.move_to_end(key)
         return score
 
-    async def set(self, key: str, score: float, ttl_seconds: int) -> None:
-        self._entries[key] = (self._clock() + ttl_seconds, score)
+    def expires_at(self, key: str) -> float | None:
+        """When the entry expires, on `clock`; None when it is missing or has expired."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[0]
+
+    def store(self, key: str, score: float, ttl_seconds: float) -> None:
+        """Keep the score for `ttl_seconds` from now."""
+        self.store_until(key, score, self.clock() + ttl_seconds)
+
+    def store_until(self, key: str, score: float, expires_at: float) -> None:
+        """Keep the score until `expires_at` on `clock`; a time already past drops the entry."""
+        if expires_at <= self.clock():
+            self._entries.pop(key, None)
+            return
+
+        self._entries[key] = (expires_at, score)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    async def get(self, key: str) -> float | None:
+        return self.lookup(key)
+
+    async def get_with_ttl(self, key: str) -> tuple[float, float | None] | None:
+        if self.lookup(key) is None:
+            return None
+        expires_at, score = self._entries[key]
+        return score, expires_at - self.clock()
+
+    async def set(self, key: str, score: float, ttl_seconds: int) -> None:
+        self.store(key, score, ttl_seconds)
 
     async def open(self) -> None:
         log.warning(
@@ -103,6 +170,7 @@ class RedisScoreCache:
     """
 
     backend = "redis"
+    tier = "far"
 
     def __init__(
         self,
@@ -137,13 +205,25 @@ class RedisScoreCache:
             raise self._failed("get", exc) from exc
         self._answered()
 
-        if raw is None:
-            return None
+        return None if raw is None else _parse_score(key, raw)
+
+    async def get_with_ttl(self, key: str) -> tuple[float, float | None] | None:
+        """The score and its remaining TTL, read in one command that sees both at one moment."""
+        self._refuse_while_down()
         try:
-            return float(raw)
-        except ValueError:
-            log.warning("event=score_cache_bad_value key=%s value=%.40r", key, raw)
+            found = await self._client.eval(_GET_WITH_PTTL, 1, key)
+        except (RedisError, OSError) as exc:
+            raise self._failed("get", exc) from exc
+        self._answered()
+
+        if found is None:
             return None
+        raw, pttl_ms = found
+        score = _parse_score(key, raw)
+        if score is None:
+            return None
+        # PTTL is -1 for a key without an expiry (written by something other than this cache).
+        return score, (pttl_ms / 1000 if pttl_ms >= 0 else None)
 
     async def set(self, key: str, score: float, ttl_seconds: int) -> None:
         self._refuse_while_down()

@@ -1,4 +1,10 @@
-"""Scorer: a score from the cache when it has one, from the model otherwise, counted either way."""
+"""Scorer: a score from the cache when it has one, from the model otherwise, counted either way.
+
+With a near tier (`near`, this process's memory in front of the shared `cache`), a score is looked
+for near first, then in the shared cache, and every score found or computed is kept near: for the
+full TTL when it was just computed, for what the shared cache has left of it when read from there,
+so no score outlives its TTL.
+"""
 
 import contextlib
 from collections.abc import Mapping
@@ -8,8 +14,8 @@ from typing import Literal
 
 import anyio.to_thread
 
-from services.scoring.cache import CacheUnavailable, ScoreCache, cache_key
-from services.scoring.counters import request_counters, score_model_computations
+from services.scoring.cache import CacheUnavailable, MemoryScoreCache, ScoreCache, cache_key
+from services.scoring.counters import hit_counters, request_counters, score_model_computations
 from services.scoring.model import compute_score
 from services.scoring.singleflight import SingleFlight
 
@@ -29,7 +35,8 @@ class Scored:
 
 
 class Scorer:
-    """Scores inputs under one model; `cache` None means every score is computed."""
+    """Scores inputs under one model; `cache` None means every score is computed, `near` None
+    that there is no near tier in front of `cache`."""
 
     def __init__(
         self,
@@ -39,8 +46,12 @@ class Scorer:
         iterations: int,
         ttl_seconds: int,
         key_prefix: str,
+        near: MemoryScoreCache | None = None,
     ) -> None:
+        if near is not None and cache is None:
+            raise ValueError("a near tier needs a cache behind it")
         self.cache = cache
+        self.near = near
         self.model_version = model_version
         self.iterations = iterations
         self.ttl_seconds = ttl_seconds
@@ -58,6 +69,10 @@ class Scorer:
         key = self.key(features)
         if fresh:
             scored = Scored(await self._compute_and_store(key, features), "bypass")
+        elif self.near is not None and (near_score := self.near.lookup(key)) is not None:
+            # Before the single flight: a near hit needs neither a future nor an await.
+            hit_counters["near"].inc()
+            scored = Scored(near_score, "hit")
         else:
             scored = await self._flights.run(key, partial(self._lookup, key, features))
 
@@ -69,16 +84,26 @@ class Scorer:
             return Scored(await self._compute(features), "miss")
 
         try:
-            cached = await self.cache.get(key)
+            if self.near is None:
+                cached = await self.cache.get(key)
+            else:
+                cached = await _read_into_near(self.cache, self.near, key, self.ttl_seconds)
         except CacheUnavailable:
-            return Scored(await self._compute(features), "error")
+            score = await self._compute(features)
+            if self.near is not None:
+                # The shared cache is not written while it is down, but this process remembers.
+                self.near.store(key, score, self.ttl_seconds)
+            return Scored(score, "error")
         if cached is not None:
+            hit_counters[self.cache.tier].inc()
             return Scored(cached, "hit")
 
         return Scored(await self._compute_and_store(key, features), "miss")
 
     async def _compute_and_store(self, key: str, features: Mapping[str, float]) -> float:
         score = await self._compute(features)
+        if self.near is not None:
+            self.near.store(key, score, self.ttl_seconds)
         if self.cache is not None:
             # A failed write is counted and logged by the cache; the score is still good.
             with contextlib.suppress(CacheUnavailable):
@@ -91,3 +116,20 @@ class Scorer:
         return await anyio.to_thread.run_sync(
             partial(compute_score, features, iterations=self.iterations)
         )
+
+
+async def _read_into_near(
+    cache: ScoreCache, near: MemoryScoreCache, key: str, ttl_seconds: int
+) -> float | None:
+    """A score from the shared cache, kept near until the shared cache's copy expires."""
+    # Counted from before the question: the near copy expires no later than the far one.
+    asked_at = near.clock()
+    found = await cache.get_with_ttl(key)
+    if found is None:
+        return None
+
+    score, remaining_seconds = found
+    # A far entry without an expiry was not written by this cache; its age is unknown.
+    if remaining_seconds is not None:
+        near.store_until(key, score, asked_at + min(remaining_seconds, ttl_seconds))
+    return score

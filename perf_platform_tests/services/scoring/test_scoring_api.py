@@ -78,10 +78,11 @@ def test_other_cache_control_directives_do_not_bypass(scoring):
     assert post_score(scoring, FEATURES, cache_control="max-age=60").headers["x-cache"] == "hit"
 
 
+@pytest.mark.parametrize("near_entries", [10_000, 0], ids=["redis+near", "redis"])
 def test_entries_are_stored_with_the_configured_ttl_and_expire(
-    start_scoring, redis_url, key_prefix
+    start_scoring, redis_url, key_prefix, near_entries
 ):
-    with start_scoring(score_cache_ttl=1) as client:
+    with start_scoring(score_cache_ttl=1, score_near_cache_entries=near_entries) as client:
         post_score(client, FEATURES)
         redis_client = redis.Redis.from_url(redis_url)
         [key] = redis_client.keys(f"{key_prefix}*")
@@ -148,7 +149,8 @@ def test_the_service_answers_health_ping_and_info(scoring):
     assert scoring.get("/healthz").json() == {"status": "ok"}
     assert scoring.get("/ping").status_code == 200
     info = scoring.get("/info").json()
-    assert info["cache_backend"] == "redis"
+    assert info["cache_backend"] == "redis+near"
+    assert info["near_cache_entries"] == 10_000
     assert info["model_version"] == model.MODEL_VERSION
     assert info["model_iterations"] == TEST_ITERATIONS
 

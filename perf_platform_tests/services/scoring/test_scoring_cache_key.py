@@ -34,3 +34,8 @@ def test_the_key_lives_under_the_prefix_and_names_the_model():
 def test_names_that_could_be_confused_with_separators_stay_distinct():
     assert canonical_features({'a",1.0],["b': 2.0}) != canonical_features({"a": 1.0, "b": 2.0})
     assert key({'a",1.0],["b': 2.0}) != key({"a": 1.0, "b": 2.0})
+
+
+def test_the_canonical_form_is_compact_sorted_json():
+    # Keys already in Redis stay valid only while these bytes stay the same.
+    assert canonical_features({"b": 2, "a": -0.0}) == b'[["a",0.0],["b",2.0]]'

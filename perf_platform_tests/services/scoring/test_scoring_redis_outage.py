@@ -1,4 +1,8 @@
-"""Redis failing never fails a request: a private redis-server is killed, hung and restarted."""
+"""Redis failing never fails a request: a private redis-server is killed, hung and restarted.
+
+These services run without the near tier, so every request goes to Redis and the outage is seen
+by each; test_scoring_near_cache.py has what the near tier changes in an outage.
+"""
 
 import logging
 import signal
@@ -11,6 +15,7 @@ from services.scoring.model import compute_score
 
 FEATURES = {"orders": 3.0, "returns": 1.0}
 SCORE = compute_score(FEATURES, iterations=TEST_ITERATIONS)
+REDIS_ONLY = {"score_near_cache_entries": 0}
 
 
 def cache_events(caplog, event: str) -> list[logging.LogRecord]:
@@ -40,7 +45,7 @@ def outage_log(caplog):
 def test_redis_killed_mid_run_fails_no_request_and_hits_come_back(
     start_scoring, private_redis, outage_log
 ):
-    with start_scoring(redis_url=private_redis.url) as client:
+    with start_scoring(redis_url=private_redis.url, **REDIS_ONLY) as client:
         assert post_score(client, FEATURES).headers["x-cache"] == "miss"
         assert post_score(client, FEATURES).headers["x-cache"] == "hit"
         errors_before = counter(client, "score_cache_requests_total", result="error")
@@ -63,7 +68,9 @@ def test_redis_killed_mid_run_fails_no_request_and_hits_come_back(
 
 
 def test_a_hung_redis_costs_a_timeout_not_a_failed_request(start_scoring, private_redis):
-    with start_scoring(redis_url=private_redis.url, score_cache_timeout_seconds=0.2) as client:
+    with start_scoring(
+        redis_url=private_redis.url, score_cache_timeout_seconds=0.2, **REDIS_ONLY
+    ) as client:
         post_score(client, FEATURES)
         private_redis.process.send_signal(signal.SIGSTOP)
         try:
@@ -86,7 +93,7 @@ def test_a_service_started_while_redis_is_down_serves_and_says_so(
 ):
     private_redis.stop()
 
-    with start_scoring(redis_url=private_redis.url) as client:
+    with start_scoring(redis_url=private_redis.url, **REDIS_ONLY) as client:
         response = post_score(client, FEATURES)
 
         assert response.status_code == 200
