@@ -1,5 +1,6 @@
 """The scoring benchmark as assets: one run measured, then recorded in score_benchmarks."""
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -45,6 +46,7 @@ def score_benchmark_run(
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     run_id = context.run.run_id
+    measured_at = datetime.now(UTC)
     measured_config = {**result.config, "cache_backend": result.cache_backend}
     details = {
         "speedup": result.speedup,
@@ -61,6 +63,7 @@ def score_benchmark_run(
             errors=phase.errors,
             cache_backend=result.cache_backend,
             details=details,
+            created_at=measured_at,
             total_seconds=phase.total_seconds,
             p50_ms=phase.p50_ms,
             p95_ms=phase.p95_ms,

@@ -64,6 +64,7 @@ def _history(connection: Connection, latest: dict[str, Any]) -> list[dict[str, d
             table.c.benchmark == BENCHMARK,
             table.c.host == latest["host"],
             table.c.config_hash == latest["config_hash"],
+            table.c.run_id != latest["run_id"],
             table.c.created_at < latest["created_at"],
             sa.or_(table.c.verdict.is_(None), table.c.verdict != Verdict.NOISY.value),
         )

@@ -79,6 +79,30 @@ def test_too_little_history_passes_with_a_note(nightly):
     assert verdicts(nightly.engine, "run-002") == {"insufficient_history"}
 
 
+def test_a_first_run_has_no_history_even_when_its_rows_differ_in_time(clean_postgres):
+    # Rows written without a shared timestamp: the cached row is a moment newer than the
+    # uncached one, and the run must still not count as its own history.
+    record_results(
+        clean_postgres,
+        [
+            benchmark_row(
+                run_id="only",
+                benchmark="score",
+                phase=phase,
+                runs=100,
+                config=CONFIG,
+                p50_ms=p50,
+                p95_ms=p50 * 1.2,
+            )
+            for phase, p50 in (("uncached", 8.0), ("cached", 0.5))
+        ],
+    )
+
+    result = check(clean_postgres)
+
+    assert result.description.startswith("insufficient_history: 0 earlier runs")
+
+
 def test_twenty_nights_from_the_same_distribution_raise_no_alarm(nightly):
     for _ in range(10):
         nightly.run()
