@@ -22,7 +22,8 @@ $(VENV)/.installed-dev: pyproject.toml setup.cfg | $(BIN)/python
 
 $(DAGSTER_HOME):
 	mkdir -p $@
-	touch $@/dagster.yaml  # empty: Dagster's default SQLite storage in this folder
+	# Dagster's default SQLite storage in this folder; no usage statistics sent from here.
+	printf 'telemetry:\n  enabled: false\n' > $@/dagster.yaml
 
 ## run: install into .venv and run the nightly job on the embedded default (SQLite, in-process)
 run: $(VENV)/.installed-run | $(DAGSTER_HOME)

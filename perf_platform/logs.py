@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 from perf_platform.settings import get_settings
 
 _FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+_CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic.runtime.migration")
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -16,6 +17,11 @@ def configure_logging(level: str | None = None) -> None:
     """
     root = logging.getLogger()
     root.setLevel(level or get_settings().log_level)
+    if root.level > logging.DEBUG:
+        # Libraries that log a line per HTTP request or per migration step speak only when
+        # something is wrong, unless LOG_LEVEL=DEBUG asks for everything.
+        for chatty in _CHATTY_LIBRARIES:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     if any(getattr(handler, "_perf_platform", False) for handler in root.handlers):
         return
 

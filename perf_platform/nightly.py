@@ -25,7 +25,9 @@ def run_everything(
 
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # Dagster's console logger at INFO: the assets' own lines, not every engine event.
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
     elapsed = time.perf_counter() - started
 
     for event in result.get_asset_materialization_events():

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from perf_platform.db import make_engine, normalize_url
+from perf_platform.request_log import flush_request_logs
 from perf_platform.settings import get_settings
+from perf_platform_tests.databases import scratch_database
 from perf_platform_tests.servers import RedisServer
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -52,23 +54,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     scratch = config.stash.get(SCRATCH, None)
     if scratch is not None:
+        # The request-log writer would otherwise flush its last lines into a removed folder.
+        flush_request_logs()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[URL]:
     """A PostgreSQL database of this test run's own, dropped at the end."""
-    admin_url = normalize_url(get_settings().test_postgres_url)
-    name = f"perf_platform_test_{RUN_ID}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    yield admin_url.set(database=name)
-
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(f"perf_platform_test_{RUN_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
             base_url, runs=args.runs, warmup=args.warmup, features=args.features, target=target
         )
 
-    print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
+    if not args.quiet:
+        print(json.dumps(result.to_dict(), indent=2) if args.json else format_report(result))
     return result
 
 
@@ -402,7 +403,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--features", type=_positive, default=8, help="features in each request (default 8)"
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the result as JSON")
+    output.add_argument(
+        "--quiet", action="store_true", help="print nothing; for callers of main() that report"
+    )
     return parser
 
 

@@ -226,3 +226,10 @@ def test_run_as_a_script_bad_arguments_exit_2_with_the_usage():
     assert completed.returncode == 2
     assert completed.stderr.startswith("usage: benchmark_score.py")
     assert "--runs: must be at least 1" in completed.stderr
+
+
+def test_quiet_prints_nothing_and_still_returns_the_result(bench_env, capsys):
+    result = main([*SMALL, "--quiet"])
+
+    assert capsys.readouterr().out == ""
+    assert result.uncached.runs == result.cached.runs == int(SMALL[SMALL.index("--runs") + 1])

@@ -35,7 +35,8 @@ def score_benchmark_run(
     """
     from scripts import benchmark_score
 
-    argv = ["--url", "", "--runs", str(config.runs), "--warmup", str(config.warmup)]
+    # Quiet: the report goes to the UI as this asset's summary instead.
+    argv = ["--url", "", "--runs", str(config.runs), "--warmup", str(config.warmup), "--quiet"]
     with scoring_service.running() as base_url:
         argv[1] = base_url
         context.log.info(f"event=benchmark_start url={base_url} runs={config.runs}")

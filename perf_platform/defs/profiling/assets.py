@@ -132,6 +132,8 @@ class LatencyReportConfig(dg.Config):
 @dg.asset(
     group_name="profiling",
     kinds={"python"},
+    # After the assets whose in-process services send requests, so a full run reports them too.
+    deps=["score_benchmark_run", "analytics_sql_vs_in_memory"],
     check_specs=[
         dg.AssetCheckSpec(
             name=LATENCY_CHECK,
