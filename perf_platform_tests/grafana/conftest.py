@@ -8,14 +8,13 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from perf_platform.db import make_engine, normalize_url
+from perf_platform.db import make_engine
 from perf_platform.definitions import defs
 from perf_platform.defs.resources import BenchmarkStoreResource
 from perf_platform.results import record_results
-from perf_platform.settings import get_settings
+from perf_platform_tests.databases import scratch_database
 from perf_platform_tests.grafana.history import History, build_history
 from perf_platform_tests.grafana.macros import TimeRange
 from perf_platform_tests.grafana.provisioning import connect, provisioned_datasources
@@ -63,14 +62,7 @@ def run_benchmark_score_job(url: URL) -> dg.ExecuteInProcessResult:
 def filled_database(postgres_url: URL) -> Iterator[FilledDatabase]:
     """A database of the Grafana tests' own: a week of history, then a real benchmark_score_job
     run on top (its regression check judging it against that history)."""
-    admin_url = normalize_url(get_settings().test_postgres_url)
-    name = f"{postgres_url.database}_grafana"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.set(database=name)
-
-    try:
+    with scratch_database(f"{postgres_url.database}_grafana") as url:
         engine = make_engine(url)
         history = build_history()
         record_results(engine, history.rows)
@@ -86,10 +78,6 @@ def filled_database(postgres_url: URL) -> Iterator[FilledDatabase]:
         yield FilledDatabase(
             url=url, history=history, job_run_id=result.run_id, env=grafana_env(url)
         )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

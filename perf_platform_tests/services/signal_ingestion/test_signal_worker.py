@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perf_platform.db import normalize_url
 from perf_platform.tables import signals
+from perf_platform_tests.databases import create_database, drop_database
 from perf_platform_tests.servers import free_port
 from perf_platform_tests.services.signal_ingestion.harness import (
     make_batch,
@@ -150,7 +151,6 @@ def test_a_pool_process_killed_after_its_commit_doubles_nothing(ingestion, start
 
 
 def test_a_batch_waits_out_a_database_that_is_not_there_yet(ingestion, start_worker, postgres_url):
-    admin = sa.create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
     missing = f"{postgres_url.database}_later"
     later_url = postgres_url.set(database=missing).render_as_string(hide_password=False)
     batch_id = ingestion.post(make_batch(5, prefix="late")).json()["batch_id"]
@@ -158,8 +158,7 @@ def test_a_batch_waits_out_a_database_that_is_not_there_yet(ingestion, start_wor
     worker = start_worker(perf_platform_database_url=later_url)
     try:
         worker.wait_for_log(f"ingest_batch[{batch_id}] retry", timeout=30)
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{missing}"'))
+        create_database(missing)
 
         worker.wait_for_log(f"batch_id={batch_id} signals=5 inserted=5", timeout=60)
         later = sa.create_engine(normalize_url(later_url))
@@ -167,6 +166,4 @@ def test_a_batch_waits_out_a_database_that_is_not_there_yet(ingestion, start_wor
         later.dispose()
     finally:
         worker.stop()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{missing}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(missing)
