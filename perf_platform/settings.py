@@ -53,6 +53,14 @@ class Settings(BaseSettings):
         default="no-cache",
         description="Cache-Control of successful tRPC queries; no-cache makes clients revalidate.",
     )
+    # Per process: (procedure, input) -> upstream ETags behind the gateway's own ETag of a body.
+    gateway_revalidation_entries: int = Field(
+        default=10_000,
+        ge=0,
+        le=10_000_000,
+        description="Queries whose upstream ETags the gateway keeps to revalidate a client's "
+        "If-None-Match at the upstream (least recently used go first); 0 keeps none.",
+    )
 
     # Signal ingestion (services/signal_ingestion): batch limits, Celery queues and redelivery.
     signal_batch_max_items: int = Field(

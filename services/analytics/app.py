@@ -2,23 +2,25 @@
 
 Run it with `uvicorn --factory services.analytics.app:create_app`. Endpoints are plain `def`
 functions, so FastAPI runs each blocking database call in its thread pool, off the event loop.
+Answers carry an ETag naming the data version; a matching If-None-Match gets 304 Not Modified
+before any aggregation runs (services.analytics.conditional).
 """
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from perf_platform.db import display_url, make_engine
-from perf_platform.metrics import add_metrics_endpoint
+from perf_platform.metrics import add_metrics_endpoint, forget_pool
 from perf_platform.profiling import add_profiling
 from perf_platform.settings import Settings, get_settings
-from services.analytics import queries
+from services.analytics import conditional, queries
 from services.analytics.params import AggregateParams, FilterParams
 from services.analytics.queries import GroupBy
 
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.dispose()
+        forget_pool(engine)
 
     app = FastAPI(title="analytics", lifespan=lifespan)
     app.state.engine = engine
@@ -75,16 +78,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/summary")
-    def summary(params: Annotated[FilterParams, Query()]) -> Summary:
+    @app.get("/summary", response_model=Summary)
+    def summary(
+        params: Annotated[FilterParams, Query()], request: Request, response: Response
+    ) -> Any:
         """count, sum, avg, min and max of every filtered signal's value."""
         statement = queries.summary_statement(params.filters())
         with engine.connect() as connection:
+            etag = _current_etag(connection, "summary", params)
+            if (unchanged := conditional.not_modified(request, "summary", etag)) is not None:
+                return unchanged
             row = connection.execute(statement).mappings().one()
+
+        response.headers.update(conditional.validator_headers(etag))
         return Summary(**queries.summary_from_row(row))
 
-    @app.get("/aggregate")
-    def aggregate(params: Annotated[AggregateParams, Query()]) -> AggregatePage:
+    @app.get("/aggregate", response_model=AggregatePage)
+    def aggregate(
+        params: Annotated[AggregateParams, Query()], request: Request, response: Response
+    ) -> Any:
         """One page of groups, ordered by key; `next_offset` is null on the last page."""
         # One row more than the page tells whether another page follows.
         statement = queries.aggregate_statement(
@@ -95,8 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             offset=params.offset,
         )
         with engine.connect() as connection:
+            etag = _current_etag(connection, "aggregate", params)
+            if (unchanged := conditional.not_modified(request, "aggregate", etag)) is not None:
+                return unchanged
             rows = connection.execute(statement).mappings().all()
 
+        response.headers.update(conditional.validator_headers(etag))
         has_more = len(rows) > params.limit
         page = [queries.group_from_row(row, params.group_by) for row in rows[: params.limit]]
         return AggregatePage(
@@ -108,6 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _current_etag(connection: sa.Connection, endpoint: str, params: FilterParams) -> str | None:
+    version = queries.signals_version(connection)
+    return None if version is None else conditional.entity_tag(version, endpoint, params)
 
 
 def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

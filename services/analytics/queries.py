@@ -94,6 +94,64 @@ def aggregate_statement(
     )
 
 
+def signals_version(connection: sa.Connection) -> str | None:
+    """A value that changes whenever a committed insert may change an aggregate, or None.
+
+    The aggregates read only signals' (source, name, value, ts), and rows are only appended
+    (ingestion: INSERT ... ON CONFLICT DO NOTHING; fill_signals: COPY without ids; enrichment
+    updates `attributes` alone), with ids from the table's sequence (CACHE 1, the default): so
+    the highest id is the version, read through the primary key. None means no exact version
+    is known right now, and the caller answers without a validator. Run it before the
+    aggregate, on the same connection: a tag then never claims newer data than its body holds.
+    """
+    if connection.dialect.name == "sqlite":
+        # One writer at a time, ids handed out under its lock: commit order is id order.
+        max_id = connection.execute(sa.select(sa.func.max(signals.c.id))).scalar_one()
+        return str(max_id or 0)
+
+    if connection.dialect.name != "postgresql":
+        return None
+
+    # Version = file number + max(id), given only while no writer is open: max(id) alone misses
+    # commits out of id order. Ids are handed out in insert order but become visible in commit
+    # order, so a transaction still open may later add rows below max(id) without moving it.
+    # Its RowExclusiveLock is taken before its first id and kept until its commit is visible:
+    # no writer now, and a max(id) read afterwards that is no higher than the ids handed out by
+    # now, mean every row up to max(id) is final and any later insert comes in above it.
+    issued, writing = connection.execute(_POSTGRES_WRITERS).one()
+    if writing:
+        return None
+    max_id, filenode = connection.execute(_POSTGRES_MAX_ID).one()
+    if max_id is not None and (issued is None or max_id > issued):
+        return None
+    # TRUNCATE gives the table a new file (and may restart the ids): the file is in the version.
+    return f"{filenode}.{max_id or 0}"
+
+
+# Two statements, in this order, each with its own READ COMMITTED snapshot.
+_POSTGRES_WRITERS = sa.text(
+    """
+    SELECT
+        -- NULL, so no version, for a role that may not read the sequence (not an error).
+        CASE WHEN has_sequence_privilege(pg_get_serial_sequence('signals', 'id'), 'SELECT')
+            THEN pg_sequence_last_value(CAST(pg_get_serial_sequence('signals', 'id') AS regclass))
+        END AS issued,
+        EXISTS (
+            SELECT 1 FROM pg_locks
+            WHERE locktype = 'relation'
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND relation = CAST('signals' AS regclass)
+              AND mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                           'AccessExclusiveLock')
+              AND pid <> pg_backend_pid()
+        ) AS writing
+    """
+)
+_POSTGRES_MAX_ID = sa.text(
+    "SELECT max(id) AS max_id, pg_relation_filenode('signals') AS filenode FROM signals"
+)
+
+
 def bucket_key(value: Any) -> str:
     """A time bucket as ISO 8601 in UTC, whichever dialect produced it."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)

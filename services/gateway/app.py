@@ -3,24 +3,31 @@
 Run it with `uvicorn --factory services.gateway.app:create_app`. Successful queries (GET and
 HEAD) carry a strong ETag over the exact body; a request whose If-None-Match matches it is
 answered 304 Not Modified with no body. Errors and mutations carry no ETag and are not stored.
+
+When the upstreams of a query tag their answers (analytics does), the gateway remembers those
+tags next to its own (services.gateway.revalidation) and answers a matching If-None-Match by
+revalidating at the upstreams rather than fetching and hashing the data again.
 """
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
+from pydantic import BaseModel
 from starlette.responses import Response
 
+from perf_platform.etag import is_not_modified, make_etag, not_modified_headers, takes_etag
 from perf_platform.metrics import add_metrics_endpoint
 from perf_platform.profiling import add_profiling
 from perf_platform.settings import Settings, get_settings
-from services.gateway.etag import is_not_modified, make_etag, not_modified_headers, takes_etag
 from services.gateway.procedures import Procedure, build_procedures
+from services.gateway.revalidation import RequestKey, StoredValidators, ValidatorStore
 from services.gateway.trpc import (
     TRPCError,
     decode_inputs,
@@ -30,7 +37,7 @@ from services.gateway.trpc import (
     result_envelope,
     split_paths,
 )
-from services.gateway.upstream import Upstream
+from services.gateway.upstream import Upstream, UpstreamAnswer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,12 @@ NOT_MODIFIED = Counter(
     "tRPC query responses answered 304 Not Modified (If-None-Match matched the ETag).",
     ["procedure"],
 )
+UPSTREAM_REVALIDATIONS = Counter(
+    "gateway_upstream_revalidations",
+    "Calls whose stored upstream ETag was sent back to the upstream, by what it answered: "
+    "not_modified (the client's copy holds), modified (fetched and built again) or failed.",
+    ["procedure", "result"],
+)
 
 MAX_BODY_BYTES = 1_048_576
 # Each call may be an upstream request; a bigger batch would only wait for the pool.
@@ -46,6 +59,18 @@ MAX_BATCH_CALLS = 100
 ALLOWED_METHODS = "GET, HEAD, POST"
 # The response would change with trpc-accept (a streaming request is refused), as in tRPC.
 VARY = "trpc-accept"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A call ready to run: its procedure and its validated input."""
+
+    procedure: Procedure
+    request: BaseModel
+
+
+# What one call ended with; a TRPCError is returned, not raised, so a batch goes on.
+Outcome = UpstreamAnswer | TRPCError
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="gateway", lifespan=lifespan)
+    app.state.validators = ValidatorStore(settings.gateway_revalidation_entries)
     add_profiling(app, service="gateway")
     add_metrics_endpoint(app)
 
@@ -73,7 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     async def trpc_endpoint(request: Request) -> Response:
-        return await _handle(request, request.app.state.procedures, settings.gateway_cache_control)
+        state = request.app.state
+        return await _handle(
+            request, state.procedures, state.validators, settings.gateway_cache_control
+        )
 
     app.add_api_route(
         "/trpc/{path:path}",
@@ -85,7 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _handle(
-    request: Request, procedures: dict[str, Procedure], cache_control: str
+    request: Request,
+    procedures: dict[str, Procedure],
+    validators: ValidatorStore,
+    cache_control: str,
 ) -> Response:
     is_batch = request.query_params.get("batch") == "1"
     paths = split_paths(request.path_params["path"], is_batch=is_batch)
@@ -95,33 +127,55 @@ async def _handle(
         raw = await _raw_input(request)
         inputs = decode_inputs(raw, is_batch=is_batch, count=len(paths))
     except TRPCError as error:
-        outcomes: list[Any] = [error] * len(paths)
+        prepared: list[_Call | TRPCError] = [error] * len(paths)
     else:
         calls = zip(paths, inputs, strict=True)
-        outcomes = await asyncio.gather(
-            *(_run(procedures, path, request.method, raw_input) for path, raw_input in calls)
-        )
+        prepared = [
+            _prepare(procedures, path, request.method, raw_input) for path, raw_input in calls
+        ]
 
-    errors = [outcome if isinstance(outcome, TRPCError) else None for outcome in outcomes]
+    key = _validators_key(request.method, is_batch, prepared)
+    stored = validators.get(key) if key is not None else None
+    headers = {"Vary": VARY, "Cache-Control": cache_control}
+    if stored is not None and is_not_modified(_if_none_match(request), stored.etag):
+        # The client holds the body these upstream tags were answered with: ask the upstreams.
+        ready = [call for call in prepared if isinstance(call, _Call)]
+        outcomes = await _revalidate(ready, stored.upstream_etags)
+        if all(_unchanged(outcome) for outcome in outcomes):
+            NOT_MODIFIED.labels(procedure="batch" if is_batch else paths[0]).inc()
+            return Response(status_code=304, headers={**headers, "ETag": stored.etag})
+        outcomes = await _fetch_unchanged_again(ready, outcomes)
+    else:
+        outcomes = await asyncio.gather(*(_execute(call) for call in prepared))
+
+    body, status = _body_and_status(paths, outcomes, is_batch=is_batch)
+    if not takes_etag(request.method, status):
+        headers["Cache-Control"] = "no-store"
+        if status == 405:
+            headers["Allow"] = ALLOWED_METHODS
+        return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+    # The tag comes from the body alone, whichever path built it.
+    headers["ETag"] = make_etag(body)
+    if key is not None:
+        _remember(validators, key, outcomes, headers["ETag"])
+    if is_not_modified(_if_none_match(request), headers["ETag"]):
+        NOT_MODIFIED.labels(procedure="batch" if is_batch else paths[0]).inc()
+        return Response(status_code=304, headers=not_modified_headers(headers))
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _body_and_status(
+    paths: list[str], outcomes: list[Outcome], *, is_batch: bool
+) -> tuple[bytes, int]:
     envelopes = [
         error_envelope(outcome, path)
         if isinstance(outcome, TRPCError)
-        else result_envelope(outcome)
+        else result_envelope(outcome.data)
         for path, outcome in zip(paths, outcomes, strict=True)
     ]
-    body = encode(envelopes if is_batch else envelopes[0])
-    status = response_status(errors)
-
-    headers = {"Vary": VARY, "Cache-Control": "no-store"}
-    if status == 405:
-        headers["Allow"] = ALLOWED_METHODS
-    if takes_etag(request.method, status):
-        headers["ETag"] = make_etag(body)
-        headers["Cache-Control"] = cache_control
-        if is_not_modified(_if_none_match(request), headers["ETag"]):
-            NOT_MODIFIED.labels(procedure="batch" if is_batch else paths[0]).inc()
-            return Response(status_code=304, headers=not_modified_headers(headers))
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    errors = [outcome if isinstance(outcome, TRPCError) else None for outcome in outcomes]
+    return encode(envelopes if is_batch else envelopes[0]), response_status(errors)
 
 
 def _check_request(request: Request, paths: list[str], procedures: dict[str, Procedure]) -> None:
@@ -162,8 +216,9 @@ async def _raw_input(request: Request) -> str | bytes | None:
     return bytes(body)
 
 
-async def _run(procedures: dict[str, Procedure], path: str, method: str, raw_input: Any) -> Any:
-    """One call's data, or the TRPCError it failed with (returned, so a batch goes on)."""
+def _prepare(
+    procedures: dict[str, Procedure], path: str, method: str, raw_input: Any
+) -> _Call | TRPCError:
     procedure = procedures.get(path)
     if procedure is None:
         return TRPCError("NOT_FOUND", f'No procedure found on path "{path}"')
@@ -175,12 +230,73 @@ async def _run(procedures: dict[str, Procedure], path: str, method: str, raw_inp
         )
 
     try:
-        return await procedure(raw_input)
+        return _Call(procedure, procedure.validate(raw_input))
+    except TRPCError as error:
+        return error
+
+
+async def _execute(call: _Call | TRPCError, if_none_match: str | None = None) -> Outcome:
+    if isinstance(call, TRPCError):
+        return call
+    try:
+        return await call.procedure(call.request, if_none_match=if_none_match)
     except TRPCError as error:
         return error
     except Exception:
-        log.exception("procedure=%s outcome=internal_error", path)
+        log.exception("procedure=%s outcome=internal_error", call.procedure.path)
         return TRPCError("INTERNAL_SERVER_ERROR", "internal error in the gateway")
+
+
+def _validators_key(
+    method: str, is_batch: bool, prepared: list[_Call | TRPCError]
+) -> RequestKey | None:
+    """The request's key in the validator store, or None when it cannot be revalidated."""
+    if method not in ("GET", "HEAD"):
+        return None
+    calls = []
+    for call in prepared:
+        if isinstance(call, TRPCError) or not call.procedure.revalidates:
+            return None
+        calls.append(call.procedure.cache_key(call.request))
+    return (is_batch, tuple(calls))
+
+
+async def _revalidate(calls: list[_Call], upstream_etags: tuple[str, ...]) -> list[Outcome]:
+    outcomes = await asyncio.gather(
+        *(_execute(call, tag) for call, tag in zip(calls, upstream_etags, strict=True))
+    )
+    for call, outcome in zip(calls, outcomes, strict=True):
+        if isinstance(outcome, TRPCError):
+            result = "failed"
+        else:
+            result = "not_modified" if outcome.not_modified else "modified"
+        UPSTREAM_REVALIDATIONS.labels(procedure=call.procedure.path, result=result).inc()
+    return outcomes
+
+
+async def _fetch_unchanged_again(calls: list[_Call], outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes with each "not modified" replaced by a full answer: no body is kept here."""
+    again = [index for index, outcome in enumerate(outcomes) if _unchanged(outcome)]
+    answers = await asyncio.gather(*(_execute(calls[index]) for index in again))
+    fetched = dict(zip(again, answers, strict=True))
+    return [fetched.get(index, outcome) for index, outcome in enumerate(outcomes)]
+
+
+def _unchanged(outcome: Outcome) -> bool:
+    return isinstance(outcome, UpstreamAnswer) and outcome.not_modified
+
+
+def _remember(
+    validators: ValidatorStore, key: RequestKey, outcomes: list[Outcome], etag: str
+) -> None:
+    """Keep the upstream tags behind a 200's body, or forget the request if one is missing."""
+    upstream_etags: list[str] = []
+    for outcome in outcomes:
+        if not isinstance(outcome, UpstreamAnswer) or outcome.etag is None:
+            validators.discard(key)
+            return
+        upstream_etags.append(outcome.etag)
+    validators.put(key, StoredValidators(tuple(upstream_etags), etag))
 
 
 def _if_none_match(request: Request) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.trpc import NO_INPUT, TRPCError
-from services.gateway.upstream import Upstream
+from services.gateway.upstream import Upstream, UpstreamAnswer
 
 
 class ScoreInput(BaseModel):
@@ -32,39 +32,58 @@ class AggregateInput(SignalFilter):
     offset: int | None = Field(default=None, ge=0)
 
 
+# A handler gets the validated input and, to revalidate, the upstream tag to send back.
+Handler = Callable[[Any, str | None], Awaitable[UpstreamAnswer]]
+
+
 @dataclass(frozen=True)
 class Procedure:
     path: str
     kind: Literal["query", "mutation"]
     input_model: type[BaseModel]
-    handler: Callable[[Any], Awaitable[Any]]
+    handler: Handler
+    # Its upstream tags answers and honours If-None-Match, so a stored answer can be revalidated
+    # there instead of fetched again.
+    revalidates: bool = False
 
-    async def __call__(self, raw_input: Any) -> Any:
-        return await self.handler(_validate(self.input_model, raw_input))
+    def validate(self, raw_input: Any) -> BaseModel:
+        """The input as the procedure's model; raises TRPCError BAD_REQUEST with the reasons."""
+        return _validate(self.input_model, raw_input)
+
+    async def __call__(
+        self, request: BaseModel, *, if_none_match: str | None = None
+    ) -> UpstreamAnswer:
+        return await self.handler(request, if_none_match)
+
+    def cache_key(self, request: BaseModel) -> tuple[str, str]:
+        """The call's identity for stored validators: the path and the canonical input."""
+        return (self.path, request.model_dump_json(exclude_none=True))
 
 
 def build_procedures(scoring: Upstream, analytics: Upstream) -> dict[str, Procedure]:
     """The router: procedure path -> Procedure, bound to the given upstreams."""
 
-    async def score(request: ScoreInput) -> Any:
+    async def score(request: ScoreInput, _if_none_match: str | None) -> UpstreamAnswer:
         return await scoring.post_json("/score", request.model_dump())
 
-    async def compute_score(request: ScoreInput) -> Any:
+    async def compute_score(request: ScoreInput, _if_none_match: str | None) -> UpstreamAnswer:
         # The scoring service's own switch: computed afresh, the cache left out.
         fresh = {"Cache-Control": "no-cache"}
         return await scoring.post_json("/score", request.model_dump(), headers=fresh)
 
-    async def summary(request: SignalFilter) -> Any:
-        return await analytics.get_json("/summary", _query_params(request))
+    async def summary(request: SignalFilter, if_none_match: str | None) -> UpstreamAnswer:
+        params = _query_params(request)
+        return await analytics.get_json("/summary", params, if_none_match=if_none_match)
 
-    async def aggregate(request: AggregateInput) -> Any:
-        return await analytics.get_json("/aggregate", _query_params(request))
+    async def aggregate(request: AggregateInput, if_none_match: str | None) -> UpstreamAnswer:
+        params = _query_params(request)
+        return await analytics.get_json("/aggregate", params, if_none_match=if_none_match)
 
     procedures = [
         Procedure("score.get", "query", ScoreInput, score),
         Procedure("score.compute", "mutation", ScoreInput, compute_score),
-        Procedure("analytics.summary", "query", SignalFilter, summary),
-        Procedure("analytics.aggregate", "query", AggregateInput, aggregate),
+        Procedure("analytics.summary", "query", SignalFilter, summary, revalidates=True),
+        Procedure("analytics.aggregate", "query", AggregateInput, aggregate, revalidates=True),
     ]
     return {procedure.path: procedure for procedure in procedures}
 

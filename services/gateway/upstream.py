@@ -3,11 +3,13 @@
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
+from perf_platform.etag import is_entity_tag
 from services.gateway.trpc import TRPCError
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,20 @@ _CLIENT_ERRORS = {
     422: "BAD_REQUEST",
     429: "TOO_MANY_REQUESTS",
 }
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    """One successful upstream answer: its decoded JSON, or "not modified", and its ETag.
+
+    `not_modified` answers a conditional GET whose tag still names the current data; `data` is
+    then None, and the caller already holds what it needs. `etag` is the upstream's validator
+    when it sent a well-formed one.
+    """
+
+    data: Any
+    etag: str | None = None
+    not_modified: bool = False
 
 
 class Upstream:
@@ -39,15 +55,27 @@ class Upstream:
         self.client = client
         self.deadline_seconds = deadline_seconds
 
-    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._call("GET", path, params=params)
+    async def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        if_none_match: str | None = None,
+    ) -> UpstreamAnswer:
+        """GET `path`; with `if_none_match`, a conditional GET that may answer not_modified."""
+        if if_none_match is None:
+            return await self._call("GET", path, params=params)
+        headers = {"If-None-Match": if_none_match}
+        return await self._call("GET", path, params=params, headers=headers, conditional=True)
 
     async def post_json(
         self, path: str, payload: Any, headers: Mapping[str, str] | None = None
-    ) -> Any:
+    ) -> UpstreamAnswer:
         return await self._call("POST", path, json=payload, headers=headers)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(
+        self, method: str, path: str, *, conditional: bool = False, **kwargs: Any
+    ) -> UpstreamAnswer:
         url = f"{self.base_url}{path}"
         try:
             async with asyncio.timeout(self.deadline_seconds):
@@ -64,10 +92,17 @@ class Upstream:
                 "BAD_GATEWAY", f"{self.name} is unreachable: {type(exc).__name__}"
             ) from None
 
-        return self._data_of(response, url)
+        return self._answer_of(response, url, conditional=conditional)
 
-    def _data_of(self, response: httpx.Response, url: str) -> Any:
+    def _answer_of(
+        self, response: httpx.Response, url: str, *, conditional: bool
+    ) -> UpstreamAnswer:
         status = response.status_code
+        etag = response.headers.get("etag")
+        if etag is not None and not is_entity_tag(etag):
+            etag = None
+        if status == 304 and conditional:
+            return UpstreamAnswer(None, etag, not_modified=True)
         if status in _CLIENT_ERRORS:
             raise TRPCError(_CLIENT_ERRORS[status], _reason(response))
         if status == 503:
@@ -78,7 +113,7 @@ class Upstream:
 
         # orjson refuses NaN and Infinity, which would break every JSON client downstream.
         try:
-            return orjson.loads(response.content)
+            return UpstreamAnswer(orjson.loads(response.content), etag)
         except orjson.JSONDecodeError:
             log.warning("upstream=%s url=%s outcome=not_json", self.name, url)
             raise TRPCError("BAD_GATEWAY", f"{self.name} answered with invalid JSON") from None

@@ -9,18 +9,31 @@ import numpy as np
 
 MEASURES = ("count", "sum", "avg", "min", "max")
 
+# A kept-alive connection the server closed just as the next request went out: after an error
+# uvicorn closes the connection its 500 went out on, and the client may already have sent the
+# next request on it. A GET is idempotent, so it is sent once more (RFC 9110 section 9.2.2).
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def get(client: httpx.Client, path: str, params: Mapping[str, str]) -> httpx.Response:
+    """GET `path`, once more on a fresh connection if the kept-alive one was already closed."""
+    try:
+        return client.get(path, params=dict(params))
+    except _STALE_CONNECTION:
+        return client.get(path, params=dict(params))
+
 
 def fetch_answer(client: httpx.Client, path: str, params: Mapping[str, str]) -> dict[str, dict]:
     """{group key: measures} over every page; a /summary answer is the single key ""."""
     if path == "/summary":
-        response = client.get(path, params=dict(params))
+        response = get(client, path, params)
         response.raise_for_status()
         return {"": {measure: response.json()[measure] for measure in MEASURES}}
 
     answer: dict[str, dict] = {}
     offset: int | None = 0
     while offset is not None:
-        response = client.get(path, params={**params, "offset": str(offset)})
+        response = get(client, path, {**params, "offset": str(offset)})
         response.raise_for_status()
         page = response.json()
         for row in page["rows"]:
@@ -36,7 +49,7 @@ def time_requests(
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
-        response = client.get(path, params=dict(params))
+        response = get(client, path, params)
         response.raise_for_status()
         response.read()
         seconds.append(time.perf_counter() - started)

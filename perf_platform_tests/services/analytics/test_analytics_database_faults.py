@@ -54,6 +54,7 @@ def test_a_vanished_database_gives_503_with_the_reason():
         admin.dispose()
 
     assert response.status_code == 503
+    assert "etag" not in response.headers
     assert response.json()["detail"].startswith("database unavailable: ")
     assert f'"{name}" does not exist' in response.json()["detail"]
     assert health.status_code == 200

@@ -5,12 +5,18 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from perf_platform.servers import serve_asgi
 from perf_platform.settings import Settings
@@ -121,3 +127,87 @@ def stalling_upstream() -> Iterator[str]:
         for connection in held:
             connection.close()
         listener.close()
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request the gateway sent through the recording proxy, and what came back."""
+
+    path: str
+    if_none_match: str | None
+    status: int
+    etag: str | None
+
+
+@dataclass
+class RecordingProxy:
+    """A pass-through HTTP proxy in front of a real service, keeping every exchange.
+
+    `refuse_with` set to a status answers that status itself instead of forwarding, as a
+    load balancer in front of a failing service would. Paths in `drop_if_none_match` reach the
+    service without their If-None-Match, so it answers them in full as if their data changed.
+    """
+
+    url: str = ""
+    exchanges: list[Exchange] = field(default_factory=list)
+    refuse_with: int | None = None
+    drop_if_none_match: set[str] = field(default_factory=set)
+
+
+# What the proxy passes on each way; the gateway needs nothing else from the upstream.
+_FORWARDED_REQUEST_HEADERS = ("if-none-match", "accept", "content-type", "cache-control")
+_FORWARDED_RESPONSE_HEADERS = ("etag", "cache-control", "content-type", "retry-after")
+
+
+@contextmanager
+def serve_recording_proxy(target: str) -> Iterator[RecordingProxy]:
+    proxy = RecordingProxy()
+
+    async def forward(request: Request) -> Response:
+        sent_tag = request.headers.get("if-none-match")
+        if proxy.refuse_with is not None:
+            proxy.exchanges.append(Exchange(request.url.path, sent_tag, proxy.refuse_with, None))
+            return Response(status_code=proxy.refuse_with)
+
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name in _FORWARDED_REQUEST_HEADERS
+        }
+        if request.url.path in proxy.drop_if_none_match:
+            headers.pop("if-none-match", None)
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.request(
+                request.method,
+                f"{target}{request.url.path}",
+                params=request.query_params,
+                headers=headers,
+                content=await request.body(),
+            )
+        etag = answer.headers.get("etag")
+        proxy.exchanges.append(Exchange(request.url.path, sent_tag, answer.status_code, etag))
+        passed = {
+            name: value
+            for name, value in answer.headers.items()
+            if name in _FORWARDED_RESPONSE_HEADERS
+        }
+        return Response(answer.content, status_code=answer.status_code, headers=passed)
+
+    app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+    with serve_asgi(app) as url:
+        proxy.url = url
+        yield proxy
+
+
+@pytest.fixture
+def analytics_proxy(analytics_url: str) -> Iterator[RecordingProxy]:
+    """The real analytics service behind a proxy that records what the gateway sends it."""
+    with serve_recording_proxy(analytics_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def proxied_trpc_url(start_gateway: StartGateway, analytics_proxy: RecordingProxy) -> Iterator[str]:
+    """A gateway of this test's own (nothing remembered yet) calling analytics via the proxy."""
+    with start_gateway(gateway_analytics_url=analytics_proxy.url) as url:
+        yield url

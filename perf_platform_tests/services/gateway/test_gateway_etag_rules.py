@@ -1,11 +1,12 @@
-"""RFC 9110 entity tags and If-None-Match, on the pure functions of services.gateway.etag."""
+"""RFC 9110 entity tags and If-None-Match, on the pure functions of perf_platform.etag."""
 
 import subprocess
 import sys
 
 import pytest
 
-from services.gateway.etag import (
+from perf_platform.etag import (
+    is_entity_tag,
     is_not_modified,
     make_etag,
     not_modified_headers,
@@ -31,7 +32,7 @@ def test_the_etag_depends_on_every_byte_of_the_body() -> None:
 
 
 def test_the_etag_is_the_same_in_another_process() -> None:
-    code = "from services.gateway.etag import make_etag; print(make_etag(b'hello'))"
+    code = "from perf_platform.etag import make_etag; print(make_etag(b'hello'))"
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -130,3 +131,13 @@ def test_a_304_keeps_the_validator_and_caching_fields_of_the_200_only() -> None:
         "Cache-Control": "no-cache",
         "Vary": "trpc-accept",
     }
+
+
+@pytest.mark.parametrize("value", ['"xyzzy"', 'W/"xyzzy"', '""', TAG, 'W/"signals-12.7-0a1b"'])
+def test_a_single_entity_tag_is_recognised(value: str) -> None:
+    assert is_entity_tag(value)
+
+
+@pytest.mark.parametrize("value", ["", "xyzzy", '"a", "b"', '"a",', "*", 'w/"a"', '"a b"', '"a'])
+def test_anything_else_is_not_an_entity_tag(value: str) -> None:
+    assert not is_entity_tag(value)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy.engine import Engine
 
-from services.gateway.etag import make_etag
+from perf_platform.etag import make_etag
 
 SUMMARY = "analytics.summary"
 SCORE_INPUT = {"entity_id": "e-1", "features": {"clicks": 3.0, "dwell_seconds": 12.5}}

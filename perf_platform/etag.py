@@ -1,8 +1,10 @@
 """Entity tags and If-None-Match, as RFC 9110 defines them; pure functions, no I/O.
 
-The gateway tags each successful query response with a strong validator computed from the exact
-body bytes, so the same body gets the same tag in every process and after every restart, and a
-client that sends the tag back in If-None-Match gets 304 Not Modified instead of the body again.
+Shared by the services that answer conditional GETs. The gateway tags each successful query
+response with a strong validator computed from the exact body bytes, so the same body gets the
+same tag in every process and after every restart; the analytics service tags its answers with
+the version of the data behind them. A client that sends the tag back in If-None-Match gets
+304 Not Modified instead of the body again.
 """
 
 from typing import Final, Literal
@@ -83,6 +85,16 @@ def parse_if_none_match(field_value: str) -> IfNoneMatch | None:
         position = after
 
     return tuple(tags)
+
+
+def is_entity_tag(value: str) -> bool:
+    """Whether `value` is one entity-tag (RFC 9110 section 8.8.3), weak or strong."""
+    opaque_tag = _opaque(value)
+    return (
+        len(opaque_tag) >= 2
+        and opaque_tag[0] == opaque_tag[-1] == '"'
+        and all(_is_etagc(character) for character in opaque_tag[1:-1])
+    )
 
 
 def weak_match(tag_a: str, tag_b: str) -> bool:
