@@ -6,6 +6,7 @@ import sys
 
 from perf_platform.db import DatabaseError, current_revision, display_url, make_engine
 from perf_platform.logs import configure_logging
+from perf_platform.settings import InvalidSettings, get_settings
 
 log = logging.getLogger("perf_platform.cli")
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    try:
+        get_settings()
+    except InvalidSettings as exc:
+        parser.error(str(exc))  # usage and the reason, exit status 2
     configure_logging()
     try:
         if args.command == "migrate":

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,34 @@ class Settings(BaseSettings):
         return level
 
 
+class InvalidSettings(ValueError):
+    """An environment variable holds a value its setting does not accept."""
+
+
+def _variable(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per refused variable, by the name it is set under: `DB_POOL_SIZE='0': ...`."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = _variable(field) if field in Settings.model_fields else field
+        lines.append(f"{name}={error['input']!r}: {error['msg']}")
+    return "; ".join(lines)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read from the environment once."""
-    return Settings()
+    """The settings of this process, read from the environment once.
+
+    Raises InvalidSettings naming each variable that was refused, and why.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings(f"invalid settings: {describe_errors(exc)}") from None

@@ -3,8 +3,9 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from perf_platform.cli import main
 from perf_platform.logs import configure_logging, redact_url
-from perf_platform.settings import DATA_DIR, Settings
+from perf_platform.settings import DATA_DIR, InvalidSettings, Settings, get_settings
 
 
 def test_defaults_are_the_embedded_ones(monkeypatch):
@@ -39,6 +40,33 @@ def test_a_bad_pool_size_is_refused(monkeypatch):
 
     with pytest.raises(ValidationError, match="db_pool_size"):
         Settings()
+
+
+def test_get_settings_names_the_refused_variable(monkeypatch):
+    monkeypatch.setenv("DB_POOL_SIZE", "zero")
+    get_settings.cache_clear()
+
+    with pytest.raises(InvalidSettings) as refused:
+        get_settings()
+    get_settings.cache_clear()
+
+    message = str(refused.value)
+    assert message.startswith("invalid settings: ")
+    assert "DB_POOL_SIZE='zero': Input should be a valid integer" in message
+
+
+def test_the_cli_refuses_bad_settings_with_usage_and_status_2(monkeypatch, capsys):
+    monkeypatch.setenv("SCORE_CACHE_TTL", "0")
+    get_settings.cache_clear()
+
+    with pytest.raises(SystemExit) as exited:
+        main(["migrate"])
+    get_settings.cache_clear()
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: perf-platform")
+    assert "SCORE_CACHE_TTL='0': Input should be greater than or equal to 1" in err
 
 
 def test_log_level_is_validated(monkeypatch):
