@@ -168,7 +168,16 @@ def test_honest_phases_pass_the_check():
 
 
 @pytest.mark.parametrize(
-    "argv", [["--runs", "0"], ["--runs", "many"], ["--warmup", "-1"], ["--unknown"]]
+    "argv",
+    [
+        ["--runs", "0"],
+        ["--runs", "many"],
+        ["--warmup", "-1"],
+        ["--unknown"],
+        ["--url", "127.0.0.1:8000"],
+        ["--url", "ftp://127.0.0.1/"],
+        ["--url", "http://127.0.0.1:port/"],
+    ],
 )
 def test_bad_arguments_exit_2_with_the_usage(argv, capsys):
     with pytest.raises(SystemExit) as caught:
