@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
+from perf_platform.request_log import flush_request_logs
 from perf_platform.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def metrics_payload(extra: CollectorRegistry | None = None) -> tuple[bytes, str]
     `extra` holds collectors of one app's own that are read at scrape time (values that are the
     same whichever worker answers); they are appended as they are.
     """
+    # Requests of this process not yet in http_request_duration_seconds are observed now.
+    flush_request_logs()
     directory = multiprocess_dir()
     if directory is None:
         body = generate_latest(REGISTRY)

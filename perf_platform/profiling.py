@@ -1,10 +1,12 @@
 """add_profiling: time every request of a service with time.perf_counter, at little cost.
 
 For each request the middleware finds the route template, status and duration (to the end of the
-response body, streamed bodies included), observes them in the `http_request_duration_seconds`
-histogram, queues one line for the service's request log (perf_platform.request_log writes it
-within a second), answers with `Server-Timing` and `X-Request-ID` headers, and logs a warning on
-the `perf_platform.requests` logger when the request took longer than SLOW_REQUEST_MS.
+response body, streamed bodies included), queues one entry for the service's request log, answers
+with `Server-Timing` and `X-Request-ID` headers, and logs a warning on the
+`perf_platform.requests` logger when the request took longer than SLOW_REQUEST_MS. The request
+log's writer thread (perf_platform.request_log) observes the entries in the
+`http_request_duration_seconds` histogram and writes their lines, within half a second and
+before every /metrics scrape: the request itself only appends a tuple to a list.
 """
 
 import itertools
@@ -17,7 +19,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from perf_platform.request_log import REQUEST_LOGGER, RequestLog, open_request_log
+from perf_platform.request_log import REQUEST_LOGGER, Entry, RequestLog, open_request_log
 from perf_platform.settings import get_settings
 
 REQUEST_DURATION = Histogram(
@@ -89,25 +91,21 @@ def _already_profiled(app: Any) -> bool:
 
 
 class RequestRecorder:
-    """What both middlewares do when a request is over: histogram, request log, slow warning."""
+    """What both middlewares do when a request is over: queue its entry for the request log, and
+    warn at once when it was slow. The histogram is observed from the request log's batches
+    (within half a second, and before every /metrics scrape), off the request path."""
 
     def __init__(self, *, service: str, request_log: RequestLog, slow_request_ms: float) -> None:
         self.service = service
         self.slow_request_seconds = slow_request_ms / 1000
         self._append = request_log.append
         self._histograms: dict[tuple[str, str, int], Any] = {}
+        if request_log.observer is None:
+            request_log.observer = self.observe
 
     def record(self, method: str, route: str, status: int, seconds: float, request_id: str) -> None:
         if method not in KNOWN_METHODS:
             method = "OTHER"
-
-        key = (method, route, status)
-        histogram = self._histograms.get(key)
-        if histogram is None:
-            status_class = f"{status // 100}xx" if 100 <= status < 600 else "other"
-            histogram = REQUEST_DURATION.labels(self.service, method, route, status_class)
-            self._histograms[key] = histogram
-        histogram.observe(seconds)
 
         self._append((time.time(), method, route, status, seconds * 1000, request_id))
 
@@ -123,6 +121,17 @@ class RequestRecorder:
                 self.slow_request_seconds * 1000,
                 request_id,
             )
+
+    def observe(self, batch: list[Entry]) -> None:
+        """Observe a batch of request log entries in `http_request_duration_seconds`."""
+        histograms = self._histograms
+        for _ts, method, route, status, duration_ms, _request_id in batch:
+            histogram = histograms.get((method, route, status))
+            if histogram is None:
+                status_class = f"{status // 100}xx" if 100 <= status < 600 else "other"
+                histogram = REQUEST_DURATION.labels(self.service, method, route, status_class)
+                histograms[method, route, status] = histogram
+            histogram.observe(duration_ms / 1000)
 
 
 # Ids unique across processes: a random prefix per process, then a counter.

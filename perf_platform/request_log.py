@@ -2,10 +2,12 @@
 
 A `logging` call per request costs 13 to 30 us here (a LogRecord, a lock, a format, a write), about
 as much as the request it describes. So the middleware only appends a tuple to its service's pending
-list, and one writer thread per process turns pending tuples into lines and appends them to the
-service's file with a single write, every half second and at exit. Nothing is dropped: a batch
-that cannot be written stays pending and is retried. Handlers attached to the
-`perf_platform.requests` logger also receive every line, as INFO records, from the writer thread.
+list, and one writer thread per process takes the pending tuples every half second (at exit, and
+before every /metrics scrape): it hands them to the log's observer (add_profiling's histogram),
+turns them into lines and appends them to the service's file with a single write. Nothing is
+dropped: a batch that cannot be written is kept and retried, and observed only once. Handlers
+attached to the `perf_platform.requests` logger also receive every line, as INFO records, from
+the writer thread.
 """
 
 import atexit
@@ -14,6 +16,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
@@ -51,11 +54,15 @@ class RequestLog:
     path: Path
     pending: list[Entry] = field(default_factory=list)
     lines_written: int = 0
+    # Sees each entry once, in the writer's batches, before its line is written.
+    observer: Callable[[list[Entry]], None] | None = None
 
     def __post_init__(self) -> None:
         # Bound once: the middleware calls it for every request.
         self.append = self.pending.append
         self._line_middles: dict[tuple[str, str, int], str] = {}
+        # Observed entries whose lines could not be written yet.
+        self._unwritten: list[Entry] = []
 
     def take_pending(self) -> list[Entry]:
         # Slicing and deleting are single steps under the GIL, so an entry appended between
@@ -92,8 +99,13 @@ class RequestLog:
         return lines
 
     def write_pending(self) -> int:
-        """Append every pending entry to the file; returns how many lines were written."""
-        batch = self.take_pending()
+        """Observe the new entries, then append every unwritten one to the file; returns how
+        many lines were written."""
+        fresh = self.take_pending()
+        if fresh and self.observer is not None:
+            self.observer(fresh)
+        batch = self._unwritten + fresh if self._unwritten else fresh
+        self._unwritten = []
         if not batch:
             return 0
 
@@ -101,7 +113,7 @@ class RequestLog:
         try:
             _append_to_file(self.path, "\n".join(lines) + "\n")
         except OSError as exc:
-            self._requeue(batch, exc)
+            self._keep_unwritten(batch, exc)
             return 0
         self.lines_written += len(lines)
 
@@ -114,16 +126,14 @@ class RequestLog:
                 )
         return len(lines)
 
-    def _requeue(self, batch: list[Entry], error: OSError) -> None:
-        self.pending[0:0] = batch
-        overflow = len(self.pending) - MAX_PENDING_LINES
-        if overflow > 0:
-            del self.pending[:overflow]
+    def _keep_unwritten(self, batch: list[Entry], error: OSError) -> None:
+        overflow = len(batch) - MAX_PENDING_LINES
+        self._unwritten = batch[overflow:] if overflow > 0 else batch
         log.warning(
             "event=request_log_write_failed service=%s path=%s pending=%d dropped=%d error=%r",
             self.service,
             self.path,
-            len(self.pending),
+            len(self._unwritten),
             max(overflow, 0),
             str(error),
         )
@@ -185,6 +195,7 @@ class _Writer:
         self.thread = None
         for request_log in self.logs.values():
             request_log.take_pending()
+            request_log._unwritten = []
         if self.logs:
             self._start()
 

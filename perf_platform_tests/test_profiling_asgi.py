@@ -72,11 +72,13 @@ def logged(log_dir: Path, service: str) -> list[dict]:
 
 
 def histogram_count(service: str, method: str, route: str, status_class: str) -> float | None:
+    flush_request_logs()  # the histogram is observed from the request log's batches
     labels = {"service": service, "method": method, "route": route, "status_class": status_class}
     return REGISTRY.get_sample_value("http_request_duration_seconds_count", labels)
 
 
 def histogram_sum(service: str, method: str, route: str, status_class: str) -> float | None:
+    flush_request_logs()
     labels = {"service": service, "method": method, "route": route, "status_class": status_class}
     return REGISTRY.get_sample_value("http_request_duration_seconds_sum", labels)
 
@@ -191,6 +193,22 @@ def test_an_exception_answers_500_over_http(tmp_path, service):
     assert answer.status_code == 500
     [line] = logged(tmp_path, service)
     assert (line["route"], line["status"]) == ("/boom", 500)
+
+
+def test_a_scrape_right_after_a_request_already_counts_it(tmp_path, service):
+    app = add_profiling(make_app(), service=service, request_log_dir=tmp_path)
+    add_metrics_endpoint(app)
+    sample = (
+        f'http_request_duration_seconds_count{{method="GET",route="/items/{{item_id}}",'
+        f'service="{service}",status_class="2xx"}} 2.0'
+    )
+
+    with serve_asgi(app) as base_url, httpx.Client(base_url=base_url) as client:
+        client.get("/items/1")
+        client.get("/items/2")
+        scrape = client.get("/metrics").text
+
+    assert sample in scrape.splitlines()
 
 
 def test_excluded_paths_leave_no_trace(tmp_path, service):

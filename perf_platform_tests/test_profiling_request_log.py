@@ -96,18 +96,26 @@ def test_pending_lines_are_written_when_the_process_exits(tmp_path):
 
 def test_a_batch_that_cannot_be_written_is_kept_and_written_later(tmp_path):
     missing_folder = tmp_path / "not-yet"
-    request_log = RequestLog("retrying", missing_folder / "retrying.jsonl")
+    observed: list[str] = []
+    request_log = RequestLog(
+        "retrying",
+        missing_folder / "retrying.jsonl",
+        observer=lambda batch: observed.extend(request_id for *_, request_id in batch),
+    )
     request_log.append(entry("kept-1"))
     request_log.append(entry("kept-2"))
 
     assert request_log.write_pending() == 0
-    assert len(request_log.pending) == 2
+    assert request_log.write_pending() == 0
+    assert not request_log.path.exists()
 
     missing_folder.mkdir()
     request_log.append(entry("kept-3"))
     assert request_log.write_pending() == 3
     ids = [line["request_id"] for line in read_lines(request_log.path)]
     assert ids == ["kept-1", "kept-2", "kept-3"]
+    # Each entry reaches the histogram once, however many times its line was retried.
+    assert observed == ["kept-1", "kept-2", "kept-3"]
 
 
 def test_each_line_is_a_json_object_with_every_field(tmp_path):

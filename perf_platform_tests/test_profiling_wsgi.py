@@ -74,6 +74,7 @@ def logged(log_dir: Path, service: str) -> list[dict]:
 
 
 def histogram(service: str, route: str, status_class: str, suffix: str = "count") -> float | None:
+    flush_request_logs()  # the histogram is observed from the request log's batches
     labels = {"service": service, "method": "GET", "route": route, "status_class": status_class}
     return REGISTRY.get_sample_value(f"http_request_duration_seconds_{suffix}", labels)
 
