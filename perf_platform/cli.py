@@ -44,6 +44,9 @@ def _migrate(database_url: str | None) -> int:
 
 
 def _run() -> int:
+    # The store first: a database that cannot be used is one line, not a failed run's worth.
+    make_engine().dispose()
+
     # Imported here: loading Dagster takes a second that `migrate` need not pay.
     from perf_platform.nightly import run_everything
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from perf_platform.logs import redact_url
 from perf_platform.metrics import instrument_pool
@@ -63,12 +63,18 @@ def make_engine(
     parsed = normalize_url(url or settings.database_url)
     size = pool_size or settings.db_pool_size
 
-    if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(parsed, size)
-    else:
-        engine = sa.create_engine(
-            parsed, pool_size=size, max_overflow=0, pool_pre_ping=True, pool_timeout=10
-        )
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(parsed, size)
+        else:
+            engine = sa.create_engine(
+                parsed, pool_size=size, max_overflow=0, pool_pre_ping=True, pool_timeout=10
+            )
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise DatabaseError(
+            f"cannot use database URL {display_url(parsed)}: {exc} "
+            "(PERF_PLATFORM_DATABASE_URL takes sqlite:///path or postgresql://user@host/db)"
+        ) from None
 
     check_connection(engine)
     if migrate:

@@ -111,6 +111,52 @@ def test_cli_rejects_a_url_that_is_not_a_url():
     assert result.stderr.strip() == "perf-platform: not a database URL: 'nonsense'"
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("nonsense://", "Can't load plugin: sqlalchemy.dialects:nonsense"),
+        ("mysql://u:hunter2@127.0.0.1/x", "No module named 'MySQLdb'"),
+    ],
+)
+def test_cli_names_a_database_it_has_no_driver_for(url, reason):
+    result = subprocess.run(
+        [sys.executable, "-m", "perf_platform.cli", "migrate", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("perf-platform: cannot use database URL ")
+    assert reason in line
+    assert "hunter2" not in line
+
+
+def test_cli_run_stops_at_an_unreachable_store_before_any_asset_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "perf_platform.cli", "run"],
+        env={
+            "PERF_PLATFORM_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/x",
+            "DAGSTER_HOME": str(tmp_path),
+            "PATH": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "perf-platform: cannot connect to database postgresql+psycopg://u:***@127.0.0.1:1/x: "
+    )
+    assert line.endswith("Connection refused")
+    assert "hunter2" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_migrate_prints_the_revision(sqlite_url):
     result = subprocess.run(
         [sys.executable, "-m", "perf_platform.cli", "migrate", "--database-url", sqlite_url],
