@@ -146,11 +146,12 @@ def slow_endpoints(endpoints: Iterable[EndpointLatency], p95_threshold_ms: float
 
 def markdown_table(endpoints: Sequence[EndpointLatency], p95_threshold_ms: float) -> str:
     lines = [
-        "| service | endpoint | requests | p50 ms | p95 ms | p99 ms | 5xx | |",
+        f"| service | endpoint | requests | p50 ms | p95 ms | p99 ms | 5xx "
+        f"| p95 over {p95_threshold_ms:g} ms |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for endpoint in endpoints:
-        flag = "over threshold" if endpoint.p95_ms > p95_threshold_ms else ""
+        flag = "yes" if endpoint.p95_ms > p95_threshold_ms else "no"
         lines.append(
             f"| {endpoint.service} | `{endpoint.endpoint}` | {endpoint.count} "
             f"| {endpoint.p50_ms:.3f} | {endpoint.p95_ms:.3f} | {endpoint.p99_ms:.3f} "

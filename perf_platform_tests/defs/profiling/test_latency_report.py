@@ -115,10 +115,11 @@ def test_the_metadata_has_a_float_per_endpoint_and_a_markdown_table(prepared_log
     assert metadata["scoring POST /score requests"] == dg.MetadataValue.float(100.0)
     assert metadata["requests"] == dg.MetadataValue.float(150.0)
     assert metadata["skipped_lines"] == dg.MetadataValue.float(1.0)
-    table_md = metadata["latency_table"].value
-    assert "| analytics | `GET /slow` | 40 | 20.000 | 900.000 | 900.000 | 0 | over threshold |" in (
-        table_md
-    )
+    table_lines = metadata["latency_table"].value.splitlines()
+    assert table_lines[0].endswith("| 5xx | p95 over 200 ms |")
+    assert "| analytics | `GET /slow` | 40 | 20.000 | 900.000 | 900.000 | 0 | yes |" in table_lines
+    assert any(line.startswith("| scoring | `POST /score` |") for line in table_lines)
+    assert all(line.endswith("| no |") for line in table_lines if "| scoring |" in line)
 
 
 def test_every_endpoint_under_the_threshold_passes(prepared_logs, clean_postgres):
