@@ -1,28 +1,12 @@
 """ETag and 304 Not Modified on the live gateway, over HTTP, with its real upstreams."""
 
-import json
 import re
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy.engine import Engine
 
 from perf_platform.etag import make_etag
-
-SUMMARY = "analytics.summary"
-SCORE_INPUT = {"entity_id": "e-1", "features": {"clicks": 3.0, "dwell_seconds": 12.5}}
-
-
-def query(trpc_url: str, path: str, data: object = None) -> str:
-    url = f"{trpc_url}/{path}"
-    return url if data is None else f"{url}?input={quote(json.dumps(data))}"
-
-
-def batch(trpc_url: str, calls: list[tuple[str, object]]) -> str:
-    paths = ",".join(path for path, _ in calls)
-    # Like httpBatchLink: a call without input has no key in the object.
-    inputs = {str(index): data for index, (_, data) in enumerate(calls) if data is not None}
-    return f"{trpc_url}/{paths}?batch=1&input={quote(json.dumps(inputs))}"
+from perf_platform_tests.services.gateway.trpc_urls import SCORE_INPUT, SUMMARY, batch, query
 
 
 def test_a_query_answers_200_with_a_strong_etag_of_its_exact_body(

@@ -8,13 +8,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from perf_platform_tests.servers import free_port
-
-SCORE_INPUT = {"entity_id": "e-1", "features": {"clicks": 3.0, "dwell_seconds": 12.5}}
-
-
-def query(trpc_url: str, path: str, data: object = None) -> str:
-    url = f"{trpc_url}/{path}"
-    return url if data is None else f"{url}?input={quote(json.dumps(data))}"
+from perf_platform_tests.services.gateway.trpc_urls import SCORE_INPUT, query
 
 
 def test_score_get_returns_the_scoring_services_answer(trpc_url: str, scoring_url: str) -> None:

@@ -4,9 +4,7 @@ A recording proxy sits between the gateway and the real analytics service, so ea
 which tag the gateway sent and what analytics answered.
 """
 
-import json
 import re
-from urllib.parse import quote
 
 import httpx
 import sqlalchemy as sa
@@ -14,21 +12,13 @@ from sqlalchemy.engine import Engine
 
 from perf_platform.etag import make_etag
 from perf_platform.tables import signals
-
-SUMMARY = "analytics.summary"
-AGGREGATE = "analytics.aggregate"
-SCORE_INPUT = {"entity_id": "e-1", "features": {"clicks": 3.0, "dwell_seconds": 12.5}}
-
-
-def query(trpc_url: str, path: str, data: object = None) -> str:
-    url = f"{trpc_url}/{path}"
-    return url if data is None else f"{url}?input={quote(json.dumps(data))}"
-
-
-def batch(trpc_url: str, calls: list[tuple[str, object]]) -> str:
-    paths = ",".join(path for path, _ in calls)
-    inputs = {str(index): data for index, (_, data) in enumerate(calls) if data is not None}
-    return f"{trpc_url}/{paths}?batch=1&input={quote(json.dumps(inputs))}"
+from perf_platform_tests.services.gateway.trpc_urls import (
+    AGGREGATE,
+    SCORE_INPUT,
+    SUMMARY,
+    batch,
+    query,
+)
 
 
 def revalidate(url: str, etag: str) -> httpx.Response:
