@@ -7,6 +7,7 @@ the version of the data behind them. A client that sends the tag back in If-None
 304 Not Modified instead of the body again.
 """
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import xxhash
@@ -43,6 +44,15 @@ def make_etag(body: bytes) -> str:
     replica and every restart gives one body the same tag.
     """
     return f'"{xxhash.xxh3_128_hexdigest(body)}"'
+
+
+def if_none_match_field(field_lines: Sequence[str]) -> str | None:
+    """A request's If-None-Match field lines as one value, or None when it has none.
+
+    Several field lines make one comma-separated list (RFC 9110 section 5.3); pass what a
+    headers object's `getlist("if-none-match")` gives.
+    """
+    return ", ".join(field_lines) if field_lines else None
 
 
 def parse_if_none_match(field_value: str) -> IfNoneMatch | None:

@@ -72,6 +72,11 @@ class RequestLog:
         del self.pending[:count]
         return batch
 
+    def drop_everything_pending(self) -> None:
+        """Forget the entries not written yet (a forked child: its parent writes them)."""
+        self.take_pending()
+        self._unwritten = []
+
     def format_lines(self, batch: list[Entry]) -> list[str]:
         """The JSON line of each entry, e.g. {"ts":"2025-01-31T12:00:00.123Z","service":"scoring",
         "method":"POST","route":"/score","status":200,"duration_ms":1.234,"request_id":"..."}."""
@@ -194,8 +199,7 @@ class _Writer:
         self.lock = threading.Lock()
         self.thread = None
         for request_log in self.logs.values():
-            request_log.take_pending()
-            request_log._unwritten = []
+            request_log.drop_everything_pending()
         if self.logs:
             self._start()
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -76,9 +76,10 @@ class Client:
     """One kept-alive connection to base_url; reopened after a failure or a `Connection: close`."""
 
     def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BenchmarkError(f"--url must be an http:// or https:// URL, not {base_url!r}")
+        try:
+            parts = split_base_url(base_url)
+        except ValueError as exc:
+            raise BenchmarkError(f"--url {exc}") from None
         connection_class = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
@@ -428,14 +429,23 @@ def _service(url: str | None) -> Iterator[tuple[str, str]]:
         yield base_url, "in-process"
 
 
-def _base_url(text: str) -> str:
+def split_base_url(text: str) -> SplitResult:
+    """The parts of an http(s) base URL; ValueError saying what is wrong with it."""
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL, not {text!r}")
+        raise ValueError(f"must be an http:// or https:// URL, not {text!r}")
     try:
         parts.port  # noqa: B018 - a port that is not a number raises here
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        raise ValueError(f"{text!r}: {exc}") from None
+    return parts
+
+
+def _base_url(text: str) -> str:
+    try:
+        split_base_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from perf_platform.etag import is_not_modified
+from perf_platform.etag import if_none_match_field, is_not_modified
 
 NOT_MODIFIED = Counter(
     "analytics_not_modified",
@@ -46,11 +46,9 @@ def validator_headers(etag: str | None) -> dict[str, str]:
 
 def not_modified(request: Request, endpoint: str, etag: str | None) -> Response | None:
     """The 304 for a request whose If-None-Match matches `etag`, else None."""
-    lines = request.headers.getlist("if-none-match")
-    if etag is None or not lines:
+    if etag is None:
         return None
-    # Several field lines make one list (RFC 9110 section 5.3).
-    if not is_not_modified(", ".join(lines), etag):
+    if not is_not_modified(if_none_match_field(request.headers.getlist("if-none-match")), etag):
         return None
 
     NOT_MODIFIED.labels(endpoint=endpoint).inc()

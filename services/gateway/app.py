@@ -22,7 +22,13 @@ from prometheus_client import Counter
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from perf_platform.etag import is_not_modified, make_etag, not_modified_headers, takes_etag
+from perf_platform.etag import (
+    if_none_match_field,
+    is_not_modified,
+    make_etag,
+    not_modified_headers,
+    takes_etag,
+)
 from perf_platform.metrics import add_metrics_endpoint
 from perf_platform.profiling import add_profiling
 from perf_platform.settings import Settings, get_settings
@@ -134,15 +140,18 @@ async def _handle(
             _prepare(procedures, path, request.method, raw_input) for path, raw_input in calls
         ]
 
+    if_none_match = if_none_match_field(request.headers.getlist("if-none-match"))
+    # A label only once a 304 is sent: only known procedures get that far.
+    counted_as = "batch" if is_batch else paths[0]
     key = _validators_key(request.method, is_batch, prepared)
     stored = validators.get(key) if key is not None else None
     headers = {"Vary": VARY, "Cache-Control": cache_control}
-    if stored is not None and is_not_modified(_if_none_match(request), stored.etag):
+    if stored is not None and is_not_modified(if_none_match, stored.etag):
         # The client holds the body these upstream tags were answered with: ask the upstreams.
         ready = [call for call in prepared if isinstance(call, _Call)]
         outcomes = await _revalidate(ready, stored.upstream_etags)
         if all(_unchanged(outcome) for outcome in outcomes):
-            NOT_MODIFIED.labels(procedure="batch" if is_batch else paths[0]).inc()
+            NOT_MODIFIED.labels(procedure=counted_as).inc()
             return Response(status_code=304, headers={**headers, "ETag": stored.etag})
         outcomes = await _fetch_unchanged_again(ready, outcomes)
     else:
@@ -159,8 +168,8 @@ async def _handle(
     headers["ETag"] = make_etag(body)
     if key is not None:
         _remember(validators, key, outcomes, headers["ETag"])
-    if is_not_modified(_if_none_match(request), headers["ETag"]):
-        NOT_MODIFIED.labels(procedure="batch" if is_batch else paths[0]).inc()
+    if is_not_modified(if_none_match, headers["ETag"]):
+        NOT_MODIFIED.labels(procedure=counted_as).inc()
         return Response(status_code=304, headers=not_modified_headers(headers))
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
@@ -297,9 +306,3 @@ def _remember(
             return
         upstream_etags.append(outcome.etag)
     validators.put(key, StoredValidators(tuple(upstream_etags), etag))
-
-
-def _if_none_match(request: Request) -> str | None:
-    # Several field lines make one list (RFC 9110 section 5.3).
-    values = request.headers.getlist("if-none-match")
-    return ", ".join(values) if values else None

@@ -63,10 +63,11 @@ class Upstream:
         if_none_match: str | None = None,
     ) -> UpstreamAnswer:
         """GET `path`; with `if_none_match`, a conditional GET that may answer not_modified."""
-        if if_none_match is None:
-            return await self._call("GET", path, params=params)
-        headers = {"If-None-Match": if_none_match}
-        return await self._call("GET", path, params=params, headers=headers, conditional=True)
+        conditional = if_none_match is not None
+        headers = {"If-None-Match": if_none_match} if conditional else None
+        return await self._call(
+            "GET", path, params=params, headers=headers, conditional=conditional
+        )
 
     async def post_json(
         self, path: str, payload: Any, headers: Mapping[str, str] | None = None
